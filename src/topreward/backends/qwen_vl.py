@@ -1,0 +1,122 @@
+"""Model-family specifics of the Qwen-VL video models: the pieces the prefix-sharing engine must not guess.
+
+Each family says
+  * which text the processor expands into the video's tokens (`video_placeholder`),
+  * which frame metadata makes that expansion and the M-RoPE positions prefix-stable (`video_metadata`),
+  * how to compute M-RoPE positions for a token sequence (`position_ids`, the model's own `get_rope_index`),
+  * how the vision encoder's outputs enter the language model (`language_model_kwargs`; Qwen3-VL's
+    DeepStack adds features to the hidden states of the first decoder layers at the visual positions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+VIDEO_TYPE = 2  # modality id of video tokens in `mm_token_type_ids`
+
+
+@dataclass(frozen=True)
+class VisionFeatures:
+    """Merged vision features of one temporal group (tokens_per_group, D) and its DeepStack features."""
+
+    embeds: torch.Tensor
+    deepstack: tuple[torch.Tensor, ...] = ()
+
+
+class QwenVLFamily:
+    """Shared behaviour of Qwen2.5-VL and Qwen3-VL."""
+
+    name = "qwen_vl"
+    model_types: tuple[str, ...] = ()
+    #: what the prompt text holds where the video goes; the processor replaces its `<|video_pad|>`.
+    video_placeholder = "<|vision_start|><|video_pad|><|vision_end|>"
+    #: the same marker as written by Qwen chat templates, rewritten to `video_placeholder`.
+    chat_video_marker = "<|vision_start|><|video_pad|><|vision_end|>"
+
+    def video_metadata(self, source_indices: np.ndarray, source_fps: float, sampled_fps: float):
+        raise NotImplementedError
+
+    def rope_extra_kwargs(self, processor, metadata) -> dict:
+        return {}
+
+    def position_ids(self, model, input_ids: torch.Tensor, video_grid_thw: torch.Tensor, extra: dict) -> torch.Tensor:
+        """M-RoPE positions (3, L) of one sequence, from the model's own `get_rope_index`."""
+        ids = input_ids[None]
+        types = (ids == model.config.video_token_id).to(torch.int32) * VIDEO_TYPE
+        pos, _ = model.model.get_rope_index(ids, mm_token_type_ids=types, video_grid_thw=video_grid_thw, **extra)
+        return pos[:, 0]
+
+    def encode(self, model, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> list[list[VisionFeatures]]:
+        """Run the vision encoder once over several videos; returns per video, per temporal group features."""
+        out = model.model.get_video_features(pixel_values, grid_thw, return_dict=True)
+        per_video = []
+        for v, (t, h, w) in enumerate(grid_thw.tolist()):
+            tpg = h * w // model.model.visual.spatial_merge_size**2
+            emb = out.pooler_output[v]
+            deep = [layer[v] for layer in (getattr(out, "deepstack_features", None) or [])]
+            per_video.append(
+                [
+                    VisionFeatures(emb[g * tpg : (g + 1) * tpg], tuple(d[g * tpg : (g + 1) * tpg] for d in deep))
+                    for g in range(t)
+                ]
+            )
+        return per_video
+
+    def language_model_kwargs(self, visual_mask: torch.Tensor, deepstack: list[torch.Tensor]) -> dict:
+        return {}
+
+
+class Qwen25VLFamily(QwenVLFamily):
+    """Qwen2.5-VL: one vision block per video; temporal positions scale with seconds per temporal group."""
+
+    name = "qwen2_5_vl"
+    model_types = ("qwen2_5_vl",)
+
+    def video_metadata(self, source_indices, source_fps, sampled_fps):
+        from transformers.video_utils import VideoMetadata
+
+        # The processor derives seconds-per-group from len(indices) / total * fps; describing the prefix as
+        # its own clip at the sampling rate keeps that value the same for every prefix length.
+        n = len(source_indices)
+        return VideoMetadata(total_num_frames=n, fps=float(sampled_fps), frames_indices=list(range(n)))
+
+    def rope_extra_kwargs(self, processor, metadata) -> dict:
+        seconds = processor.video_processor.temporal_patch_size / metadata.sampled_fps
+        return {"second_per_grid_ts": torch.tensor([seconds])}
+
+
+class Qwen3VLFamily(QwenVLFamily):
+    """Qwen3-VL: `<t seconds>` text before each temporal group, DeepStack features in early layers."""
+
+    name = "qwen3_vl"
+    model_types = ("qwen3_vl",)
+    # The processor writes vision start/end around every temporal group itself.
+    video_placeholder = "<|video_pad|>"
+
+    def video_metadata(self, source_indices, source_fps, sampled_fps):
+        from transformers.video_utils import VideoMetadata
+
+        idx = [int(i) for i in source_indices]
+        return VideoMetadata(total_num_frames=idx[-1] + 1, fps=float(source_fps), frames_indices=idx)
+
+    def language_model_kwargs(self, visual_mask, deepstack):
+        if not deepstack:
+            return {}
+        return {"visual_pos_masks": visual_mask, "deepstack_visual_embeds": deepstack}
+
+
+FAMILIES: tuple[QwenVLFamily, ...] = (Qwen3VLFamily(), Qwen25VLFamily())
+
+
+def family_for(model_type: str, model_id: str = "") -> QwenVLFamily:
+    for fam in FAMILIES:
+        if model_type in fam.model_types:
+            return fam
+    supported = ", ".join(t for f in FAMILIES for t in f.model_types)
+    raise ValueError(
+        f"model {model_id or '?'} has model_type {model_type!r}; the transformers backend supports {supported} "
+        "(e.g. Qwen/Qwen3-VL-8B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct)"
+    )

@@ -1,0 +1,96 @@
+"""Which frames the model sees, at what size, and which prefixes are scored.
+
+Everything here is decided once per episode, so that prefix k is exactly the first k sampled frames at
+one resolution: a per-video pixel budget shared across frames (as transformers' Qwen video processors
+apply by default) would make the resolution depend on the prefix length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SamplingConfig:
+    """Frame sampling and resizing.
+
+    Attributes:
+        fps: sampling rate in frames per second of video time (the paper's experiments: 2).
+        max_frames: cap on the number of sampled frames; the stride then grows to cover the whole episode.
+        max_pixels: per-frame pixel budget (aspect ratio kept, sides rounded to the model's patch grid).
+        size: fixed (height, width) instead of a budget; rounded to the model's patch grid.
+    """
+
+    fps: float = 2.0
+    max_frames: int = 32
+    max_pixels: int = 256 * 256
+    size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.fps or self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.max_frames < 2:
+            raise ValueError(f"max_frames must be at least 2 (a progress curve needs two frames), got {self.max_frames}")
+        if self.max_pixels <= 0:
+            raise ValueError(f"max_pixels must be positive, got {self.max_pixels}")
+        if self.size is not None:
+            if len(self.size) != 2 or min(self.size) <= 0:
+                raise ValueError(f"size must be (height, width) with positive sides, got {self.size}")
+            self.size = (int(self.size[0]), int(self.size[1]))
+
+
+def sample_indices(num_frames: int, source_fps: float, fps: float, max_frames: int) -> np.ndarray:
+    """Source-frame indices to show the model: uniform over the whole episode, first and last frame included.
+
+    The count is the episode's duration times `fps` (plus one for the start), capped by `max_frames`.
+    """
+    if num_frames < 2:
+        raise ValueError(
+            f"the episode has {num_frames} frame(s); a progress curve needs at least 2 frames "
+            "(score a longer clip, or duplicate the frame if you only want a single success probability)"
+        )
+    span_s = (num_frames - 1) / source_fps
+    n = min(max_frames, num_frames, max(2, math.floor(span_s * fps + 1e-9) + 1))
+    return np.unique(np.round(np.linspace(0, num_frames - 1, n)).astype(np.int64))
+
+
+def frame_size(height: int, width: int, factor: int, max_pixels: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """One (height, width) for every frame of an episode, multiples of `factor` (the model's patch grid)."""
+    if size is not None:
+        h, w = size
+    else:
+        scale = min(1.0, math.sqrt(max_pixels / (height * width)))
+        h, w = height * scale, width * scale
+    h = max(factor, int(round(h / factor)) * factor)
+    w = max(factor, int(round(w / factor)) * factor)
+    if size is None:  # rounding up may cross the budget; step down to stay within it
+        while h * w > max(max_pixels, factor * factor) and max(h, w) > factor:
+            if h >= w:
+                h -= factor
+            else:
+                w -= factor
+    return h, w
+
+
+def resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of uint8 RGB frames (T, H, W, 3) to `hw`."""
+    from PIL import Image
+
+    h, w = hw
+    if frames.shape[1:3] == (h, w):
+        return frames
+    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
+
+
+def prefix_lengths(num_sampled: int, num_prefixes: int | None) -> list[int]:
+    """Prefix lengths (in sampled frames) to score: K uniform lengths from 1 to N, or every length if None."""
+    if num_sampled < 1:
+        raise ValueError("no sampled frames")
+    if num_prefixes is None or num_prefixes >= num_sampled:
+        return list(range(1, num_sampled + 1))
+    if num_prefixes < 2:
+        raise ValueError(f"num_prefixes must be at least 2 (or None for every frame), got {num_prefixes}")
+    return sorted({int(k) for k in np.round(np.linspace(1, num_sampled, num_prefixes))})

@@ -1,0 +1,212 @@
+"""Tiny random-weight Qwen-VL models with a locally built tokenizer, for offline tests and demos.
+
+The models are the real transformers classes (`Qwen3VLForConditionalGeneration`,
+`Qwen2_5_VLForConditionalGeneration`) built from small configs; the tokenizer is a byte-level BPE trained
+here on a small corpus so that it has the Qwen special tokens and a single-token `" True"`/`" False"`.
+Everything is written with `save_pretrained`, so it loads through the same `from_pretrained` path a
+Hub model id takes. Weights use a large `initializer_range` so log-probs are far from uniform and an
+equality test between two computation paths can actually fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from topreward.prompts import TOPREWARD_TEMPLATE
+
+Arch = Literal["qwen3_vl", "qwen2_5_vl"]
+ARCHS: tuple[str, ...] = ("qwen3_vl", "qwen2_5_vl")
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+# A Qwen-style chat template (user turns with text and video parts), enough for the `chat` prompt style.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'video' -%}<|vision_start|><|video_pad|><|vision_end|>"
+    "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}<|im_end|>\n"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}"
+)
+
+_CORPUS_TASKS = [
+    "put the pen into the cup",
+    "pick up the red cube and place it in the box",
+    "open the drawer",
+    "fold the towel",
+    "stack the blocks",
+    "push the button",
+    "move the block to the goal",
+]
+
+
+def _corpus() -> list[str]:
+    lines = [TOPREWARD_TEMPLATE.format(instruction=t) + " True" for t in _CORPUS_TASKS]
+    lines += [TOPREWARD_TEMPLATE.format(instruction=t) + " False" for t in _CORPUS_TASKS]
+    lines += [f"<{s / 10:.1f} seconds>" for s in range(0, 1000, 7)]
+    lines += ["The answer is: True", "The answer is: False", "True False yes no", "0123456789 seconds"]
+    return lines * 4
+
+
+def build_tokenizer(vocab_size: int = 600):
+    """Train a small byte-level BPE tokenizer with Qwen's special tokens; returns a transformers tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_start_token": "<|vision_start|>",
+            "vision_end_token": "<|vision_end|>",
+        },
+    )
+
+
+def _text_kwargs(tokenizer, hidden: int, layers: int, heads: int, kv_heads: int, head_dim: int) -> dict:
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "max_position_embeddings": 4096,
+        "initializer_range": 0.2,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    }
+
+
+def _special_ids(tokenizer) -> dict:
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        "image_token_id": ids("<|image_pad|>"),
+        "video_token_id": ids("<|video_pad|>"),
+        "vision_start_token_id": ids("<|vision_start|>"),
+        "vision_end_token_id": ids("<|vision_end|>"),
+    }
+
+
+def build_model(arch: Arch, tokenizer, *, seed: int = 0):
+    """A random-weight model of the real architecture, sized to run in milliseconds on a CPU."""
+    import torch
+
+    torch.manual_seed(seed)
+    if arch == "qwen3_vl":
+        from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+        text = _text_kwargs(tokenizer, hidden=64, layers=3, heads=4, kv_heads=2, head_dim=16)
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": 5_000_000.0,
+            "mrope_section": [4, 2, 2],
+            "mrope_interleaved": True,
+        }
+        vision = {
+            "depth": 3,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 64,
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0, 1],
+            "initializer_range": 0.2,
+        }
+        config = Qwen3VLConfig(text_config=text, vision_config=vision, **_special_ids(tokenizer))
+        model = Qwen3VLForConditionalGeneration(config)
+    elif arch == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        text = _text_kwargs(tokenizer, hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16)
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [4, 2, 2]}
+        vision = {
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "tokens_per_second": 2,
+            "window_size": 56,
+            "out_hidden_size": 64,
+            "fullatt_block_indexes": [1],
+            "initializer_range": 0.2,
+        }
+        config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_special_ids(tokenizer))
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    else:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
+    return model.eval()
+
+
+def build_processor(arch: Arch, tokenizer):
+    if arch == "qwen3_vl":
+        from transformers import Qwen3VLProcessor
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+        from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+        size = {"shortest_edge": 32 * 32, "longest_edge": 256 * 32 * 32}
+        return Qwen3VLProcessor(
+            image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, size=size),
+            tokenizer=tokenizer,
+            video_processor=Qwen3VLVideoProcessor(size=size, cap_pixels_per_frame=False),
+            chat_template=CHAT_TEMPLATE,
+        )
+    if arch == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLProcessor
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+        from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+        size = {"shortest_edge": 28 * 28, "longest_edge": 256 * 28 * 28}
+        return Qwen2_5_VLProcessor(
+            image_processor=Qwen2VLImageProcessor(patch_size=14, merge_size=2, size=size),
+            tokenizer=tokenizer,
+            video_processor=Qwen2VLVideoProcessor(size=size),
+            chat_template=CHAT_TEMPLATE,
+        )
+    raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
+
+
+def make_tiny_model(path: str | Path, arch: Arch = "qwen3_vl", *, seed: int = 0) -> Path:
+    """Write a tiny random-weight model, its processor and tokenizer to `path`; returns the path."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    build_model(arch, tokenizer, seed=seed).save_pretrained(path)
+    build_processor(arch, tokenizer).save_pretrained(path)
+    return path
