@@ -1,0 +1,175 @@
+"""The `topreward` command: one entry point, one subcommand per job. `main(argv) -> int` for tests."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+SAMPLE_VIDEO = "sample_pick_place.mp4"
+SAMPLE_INSTRUCTION = "put the red block into the blue cup"
+
+
+# ---- dataclass configs <-> flags ------------------------------------------------------------------
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"size must look like 256x320 (height x width), got {text!r}") from e
+    return h, w
+
+
+def _none_or(parse):
+    def convert(text: str):
+        return None if text.lower() in ("none", "all") else parse(text)
+
+    return convert
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One flag per dataclass field; help and choices come from the field's metadata."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), hint) if isinstance(hint, types.UnionType) else hint
+        kw: dict[str, Any] = {"default": f.default, "help": f.metadata.get("help", "") + f" (default: {f.default})"}
+        if typing.get_origin(base) is typing.Literal or "choices" in f.metadata:
+            kw["choices"] = list(f.metadata.get("choices") or typing.get_args(base))
+        elif base is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is tuple:
+            kw["type"] = _none_or(_parse_size) if optional else _parse_size
+            kw["metavar"] = "HxW"
+        elif base in (int, float):
+            kw["type"] = _none_or(base) if optional else base
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kw)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **overrides})
+
+
+# ---- subcommands ----------------------------------------------------------------------------------
+def _cmd_score(args: argparse.Namespace) -> int:
+    from topreward.episode import as_episode
+    from topreward.scorers.registry import load_scorer, scorer_config_class
+
+    cls = scorer_config_class(args.method)
+    config = config_from_args(cls, args)
+    scorer = load_scorer(args.method, **dataclasses.asdict(config))
+    episode = as_episode(args.video, args.instruction, args.source_fps)
+    result = scorer.score(episode)
+    out = result.save(args.out)
+    print(f"wrote {out}")
+    if args.plot:
+        from topreward.plot import plot_result
+
+        print(f"wrote {plot_result(result, args.plot, episode)}")
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result) -> None:
+    print(f"instruction: {result.instruction!r}  success score (mean log P(True), last prefixes): {result.success_score:.3f}")
+    print(" prefix  end frame  log P(True)  log P(False)  progress")
+    for k, e, t, f, p in zip(result.prefix_lengths, result.prefix_end_frames, result.log_p_true, result.log_p_false,
+                             result.progress):
+        print(f" {k:6d}  {e:9d}  {t:11.3f}  {f:12.3f}  {p:8.3f}")
+    print(f"model time {result.timings['model_s']:.2f}s, total {result.timings['total_s']:.2f}s")
+
+
+def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
+    from topreward.tiny import make_tiny_model
+
+    print(f"wrote tiny {args.arch} model to {make_tiny_model(args.path, args.arch, seed=args.seed)}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from topreward.episode import Episode
+    from topreward.plot import plot_result
+    from topreward.scorers.registry import load_scorer
+    from topreward.tiny import make_tiny_model
+
+    out = Path(args.out)
+    model_dir = out / "tiny-qwen3_vl"
+    if not (model_dir / "config.json").exists():
+        make_tiny_model(model_dir, "qwen3_vl")
+    with resources.as_file(resources.files("topreward") / "assets" / SAMPLE_VIDEO) as video:
+        episode = Episode.from_video(video, SAMPLE_INSTRUCTION)
+        scorer = load_scorer("topreward", model=str(model_dir), num_prefixes=None)
+        result = scorer.score(episode)
+        json_path = result.save(out / "result.json")
+        png_path = plot_result(result, out / "curve.png", episode)
+    print("TOPReward demo: a tiny random-weight Qwen3-VL (built locally, offline) scores the bundled clip.")
+    print("Its numbers show the pipeline, not a trained model's judgement: use --model Qwen/Qwen3-VL-8B-Instruct.")
+    _print_summary(result)
+    print(f"result: {json_path}\nplot:   {png_path}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from topreward.scorers.registry import list_scorers
+
+    print("\n".join(list_scorers()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from topreward import __version__
+    from topreward.scorers.topreward import TOPRewardConfig
+    from topreward.tiny import ARCHS
+
+    parser = argparse.ArgumentParser(prog="topreward", description="Zero-shot rewards and progress from video VLMs.")
+    parser.add_argument("--version", action="version", version=f"topreward {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("score", help="score one video: progress curve, success score, dense rewards")
+    p.add_argument("video", help="video file (mp4, ...) or folder of frames")
+    p.add_argument("instruction", help="task text, e.g. 'put the pen into the cup'")
+    p.add_argument("--out", default="result.json", help="result JSON path (default: result.json)")
+    p.add_argument("--plot", default=None, help="also write a PNG plot here")
+    p.add_argument("--method", default="topreward", help="scoring method (see `topreward list`)")
+    p.add_argument("--source-fps", type=float, default=None, help="frame rate of a frame folder")
+    add_config_flags(p, TOPRewardConfig)
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("make-tiny-model", help="write a tiny random-weight model + processor (offline tests)")
+    p.add_argument("path")
+    p.add_argument("--arch", choices=ARCHS, default="qwen3_vl")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_make_tiny_model)
+
+    p = sub.add_parser("demo", help="offline demo: tiny model scores the bundled sample clip")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("list", help="list scoring methods")
+    p.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+        print(f"topreward {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
