@@ -51,8 +51,14 @@ def test_stage_progress_touching_subtasks_and_missing_names():
         ([_sub("reach", 1.0, 1.0)], r"'reach'.*does not end after it starts"),
         ([_sub("reach", 2.0, 1.0)], r"'reach'.*does not end after it starts"),
         ([_sub("reach", -0.5, 1.0)], r"'reach'.*starts before 0"),
-        ([_sub("grasp", 2.0, 3.0), _sub("reach", 0.0, 1.0)], r"'reach'.*starts before the previous subtask 'grasp'"),
-        ([_sub("reach", 0.0, 2.0), _sub("grasp", 1.5, 3.0)], r"'grasp'.*overlaps the previous subtask 'reach'"),
+        (
+            [_sub("grasp", 2.0, 3.0), _sub("reach", 0.0, 1.0)],
+            r"'reach'.*starts before the previous subtask 'grasp'",
+        ),
+        (
+            [_sub("reach", 0.0, 2.0), _sub("grasp", 1.5, 3.0)],
+            r"'grasp'.*overlaps the previous subtask 'reach'",
+        ),
         ([_sub("reach", 0.0, 1.0), _sub("lift", 11.0, 12.0)], r"'lift'.*starts after the episode ends"),
         ([_sub("reach", 0.0, 11.5)], r"'reach'.*ends after the episode"),
         ([{"name": "x", "start": 0.0}], r"'x'.*lacks \['end'\]"),
@@ -74,7 +80,9 @@ def test_stage_progress_type_errors():
         stage_progress([("reach", 0, 1)], num_frames=3, fps=1.0)
 
 
-@pytest.mark.parametrize(("num_frames", "fps"), [(0, 1.0), (-3, 1.0), (2.5, 1.0), (5, 0.0), (5, float("nan"))])
+@pytest.mark.parametrize(
+    ("num_frames", "fps"), [(0, 1.0), (-3, 1.0), (2.5, 1.0), (5, 0.0), (5, float("nan"))]
+)
 def test_stage_progress_rejects_bad_frames_or_fps(num_frames, fps):
     with pytest.raises(ValueError, match="ep1"):
         stage_progress([_sub("a", 0, 1)], num_frames=num_frames, fps=fps, episode="ep1")

@@ -42,7 +42,9 @@ def _check_frames_fps(num_frames: int, fps: float, episode: str) -> None:
         raise ValueError(f"episode {episode}: fps must be a positive number, got {fps!r}")
 
 
-def _subtask_times(subtasks: Sequence[Mapping[str, Any]], episode: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _subtask_times(
+    subtasks: Sequence[Mapping[str, Any]], episode: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if isinstance(subtasks, (str, bytes)) or not isinstance(subtasks, Sequence):
         raise TypeError(
             f"episode {episode}: subtasks must be a list of {{'name', 'start', 'end'}} dicts, "
@@ -56,11 +58,15 @@ def _subtask_times(subtasks: Sequence[Mapping[str, Any]], episode: str) -> tuple
     starts, ends, names = [], [], []
     for k, sub in enumerate(subtasks):
         if not isinstance(sub, Mapping):
-            raise TypeError(f"episode {episode}: subtask #{k} must be a dict with 'start' and 'end', got {sub!r}")
+            raise TypeError(
+                f"episode {episode}: subtask #{k} must be a dict with 'start' and 'end', got {sub!r}"
+            )
         name = str(sub.get("name", f"#{k}"))
         missing = [key for key in ("start", "end") if key not in sub]
         if missing:
-            raise ValueError(f"episode {episode}: subtask {name!r} (#{k}) lacks {missing}; give times in seconds")
+            raise ValueError(
+                f"episode {episode}: subtask {name!r} (#{k}) lacks {missing}; give times in seconds"
+            )
         try:
             start, end = float(sub["start"]), float(sub["end"])
         except (TypeError, ValueError) as e:
@@ -69,7 +75,9 @@ def _subtask_times(subtasks: Sequence[Mapping[str, Any]], episode: str) -> tuple
                 f"end={sub['end']!r}; give seconds as numbers"
             ) from e
         if not (math.isfinite(start) and math.isfinite(end)):
-            raise ValueError(f"episode {episode}: subtask {name!r} has non-finite times start={start} end={end}")
+            raise ValueError(
+                f"episode {episode}: subtask {name!r} has non-finite times start={start} end={end}"
+            )
         starts.append(start)
         ends.append(end)
         names.append(name)
@@ -162,7 +170,9 @@ def ground_truth_for(
         try:
             arr = np.asarray(progress, dtype=np.float64)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"episode {episode}: progress must be a list of numbers, got {progress!r:.80}") from e
+            raise ValueError(
+                f"episode {episode}: progress must be a list of numbers, got {progress!r:.80}"
+            ) from e
         if arr.ndim != 1 or len(arr) != num_frames:
             raise ValueError(
                 f"episode {episode}: progress has shape {arr.shape} but the episode has {num_frames} frames; "
