@@ -1,7 +1,7 @@
 """Write small LeRobot datasets file by file (layouts v3.0 and v2.1) for tests, without the lerobot package.
 
-Every frame is one flat colour that encodes its *global* frame index (`index` in the data parquet), and
-the green channel tells the cameras apart, so a test can check that exactly the right frames came back:
+Every frame shows its *global* frame index (`index` in the data parquet) as black/white cells, and its
+green background tells the cameras apart, so a test can check that exactly the right frames came back:
 `frame_codes(frames)` returns the indices, `camera_tags(frames)` the green levels.
 """
 
@@ -21,30 +21,40 @@ from topreward.video import write_video
 CAMERAS = ("observation.images.top", "observation.images.wrist")
 CAMERA_GREEN = {"observation.images.top": 40, "observation.images.wrist": 200}
 TASKS = ("pick up the red cube", "place the cube in the bowl")
-_STEP, _BASE, _PER = 6, 8, 40  # R = 8 + 6 * (code % 40), B = 8 + 6 * (code // 40): robust to H.264 at crf 18
+_BITS = 16  # the code is written as black/white cells in the top two rows of an 8x8 grid
 
 
 def coded_frames(codes: Sequence[int], green: int = 0, size: int = 64) -> np.ndarray:
-    """One flat frame per code: uint8 RGB (n, size, size, 3)."""
+    """One frame per code (< 65536): its bits as black/white cells on a (0, green, 0) background."""
+    cell = size // 8
     frames = np.zeros((len(codes), size, size, 3), np.uint8)
+    frames[..., 1] = green
     for j, code in enumerate(codes):
-        frames[j, ..., 0] = _BASE + _STEP * (code % _PER)
-        frames[j, ..., 1] = green
-        frames[j, ..., 2] = _BASE + _STEP * (code // _PER)
+        for bit in range(_BITS):
+            r, c = divmod(bit, 8)
+            frames[j, r * cell : (r + 1) * cell, c * cell : (c + 1) * cell] = 255 if code >> bit & 1 else 0
     return frames
 
 
 def frame_codes(frames: np.ndarray) -> list[int]:
     """The codes `coded_frames` wrote, read back from decoded frames."""
-    mean = frames.reshape(len(frames), -1, 3).mean(axis=1)
-    low = np.round((mean[:, 0] - _BASE) / _STEP).astype(int)
-    high = np.round((mean[:, 2] - _BASE) / _STEP).astype(int)
-    return (high * _PER + low).tolist()
+    cell = frames.shape[1] // 8
+    codes = []
+    for frame in frames:
+        grey = frame.astype(np.float32).mean(axis=-1)
+        code = 0
+        for bit in range(_BITS):
+            r, c = divmod(bit, 8)
+            if grey[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell].mean() > 128:
+                code |= 1 << bit
+        codes.append(code)
+    return codes
 
 
 def camera_tags(frames: np.ndarray) -> list[int]:
-    """Green level of each frame, rounded to tens (40: top camera, 200: wrist camera)."""
-    return (np.round(frames[..., 1].reshape(len(frames), -1).mean(axis=1) / 10) * 10).astype(int).tolist()
+    """Green level of each frame's background, rounded to tens (40: top camera, 200: wrist camera)."""
+    background = frames[:, frames.shape[1] // 4 :, :, 1].reshape(len(frames), -1).mean(axis=1)
+    return (np.round(background / 10) * 10).astype(int).tolist()
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float, gop: int | None = None) -> Path:
@@ -133,8 +143,20 @@ def _write_tasks_parquet(path: Path, table: dict[str, int], index_name: str | No
         "index_columns": [column],
         "column_indexes": [],
         "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64", "metadata": None},
-            {"name": index_name, "field_name": column, "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
+            {
+                "name": index_name,
+                "field_name": column,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
         ],
         "creator": {"library": "pyarrow", "version": pa.__version__},
         "pandas_version": "2.2.0",
@@ -145,7 +167,9 @@ def _write_tasks_parquet(path: Path, table: dict[str, int], index_name: str | No
     pq.write_table(t, path)
 
 
-def _info(version: str, lengths: Sequence[int], n_tasks: int, fps: float, video_keys, size: int, **paths) -> dict:
+def _info(
+    version: str, lengths: Sequence[int], n_tasks: int, fps: float, video_keys, size: int, **paths
+) -> dict:
     return {
         "codebase_version": version,
         "robot_type": "so100",
@@ -278,7 +302,11 @@ def write_lerobot_v21(
         _write_rows(root / f"data/chunk-000/episode_{e:06d}.parquet", rows[starts[e] : starts[e + 1]])
         for key in video_keys:
             codes = list(range(starts[e], starts[e + 1]))
-            write_mp4(root / f"videos/chunk-000/{key}/episode_{e:06d}.mp4", coded_frames(codes, CAMERA_GREEN.get(key, 0), size), fps)
+            write_mp4(
+                root / f"videos/chunk-000/{key}/episode_{e:06d}.mp4",
+                coded_frames(codes, CAMERA_GREEN.get(key, 0), size),
+                fps,
+            )
     info = _info(
         "v2.1",
         lengths,

@@ -119,6 +119,65 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_source_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {"camera": args.camera, "episodes": args.episodes, "manifest": args.manifest, "instruction": args.instruction}
+
+
+def _cmd_annotate(args: argparse.Namespace) -> int:
+    import functools
+
+    from topreward.annotate import ScorerSpec, annotate
+    from topreward.datasets import open_source
+    from topreward.scorers.registry import load_scorer, scorer_config_class
+
+    source_kwargs = _open_source_args(args)
+    source = open_source(args.source, **source_kwargs)
+    config = config_from_args(scorer_config_class(args.method), args)
+    if args.engine == "ray":
+        scorer = ScorerSpec(args.method, config)
+    else:
+        scorer = load_scorer(args.method, **dataclasses.asdict(config))
+    summary = annotate(
+        source, scorer, args.out, resume=args.resume, overwrite=args.overwrite, engine=args.engine,
+        workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+        source_factory=functools.partial(open_source, args.source, **source_kwargs), progress_bar=not args.quiet,
+    )
+    print(f"wrote {summary.out}: {summary.scored} episodes scored, {summary.reused} reused from an earlier run, "
+          f"{summary.skipped} skipped")
+    for eid, reason in summary.skipped_reasons.items():
+        print(f"  skipped {eid}: {reason}")
+    return 0
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from topreward.weights import write_weights
+
+    beta = args.beta if args.beta == "auto" else float(args.beta)
+    print(f"wrote {write_weights(args.annotations, args.out, beta=beta, max_weight=args.max_weight)}")
+    return 0
+
+
+def _cmd_rank(args: argparse.Namespace) -> int:
+    import json
+
+    from topreward.weights import rank_episodes
+
+    rows = rank_episodes(args.annotations)
+    keep = [r for r in rows if r["success_score"] is not None
+            and (args.min_score is None or r["success_score"] >= args.min_score)]
+    if args.top is not None:
+        keep = keep[: args.top]
+    print(" rank  episode  success score  frames")
+    for i, r in enumerate(rows, 1):
+        score = "skipped" if r["success_score"] is None else f"{r['success_score']:.3f}"
+        mark = "*" if r in keep else " "
+        print(f"{mark}{i:4d}  {r['episode_index']:7d}  {score:>13}  {r['num_frames']:6d}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(sorted(r["episode_index"] for r in keep)) + "\n")
+        print(f"wrote {len(keep)} episode indices (marked *) to {args.out}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from topreward.scorers.registry import list_scorers
 
@@ -156,6 +215,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.set_defaults(func=_cmd_demo)
 
+    p = sub.add_parser("annotate", help="score a whole dataset; per-frame progress parquet (LeRobot RA-BC schema)")
+    p.add_argument("source", help="LeRobot dataset root or Hub id, folder of videos, manifest .jsonl, or a video")
+    p.add_argument("--out", required=True, help="output parquet (e.g. progress.parquet)")
+    p.add_argument("--camera", default=None, help="LeRobot video key (default: the first)")
+    p.add_argument("--episodes", default=None, help="LeRobot episode subset, e.g. 0:50")
+    p.add_argument("--manifest", default=None, help="JSONL manifest for a folder of videos")
+    p.add_argument("--instruction", default=None, help="instruction for videos without one")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray")
+    p.add_argument("--workers", type=int, default=1, help="ray: scorer actors (one model each)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per scorer actor")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--method", default="topreward", help="scoring method (see `topreward list`)")
+    add_config_flags(p, TOPRewardConfig)
+    p.set_defaults(func=_cmd_annotate)
+
+    p = sub.add_parser("weights", help="advantage-weighted BC weights from an annotation parquet (Eq.5)")
+    p.add_argument("annotations", help="parquet written by `topreward annotate`")
+    p.add_argument("--out", required=True, help="output parquet")
+    p.add_argument("--beta", default="auto", help="temperature beta, or auto = std of the advantages (default)")
+    p.add_argument("--max-weight", type=float, default=2.0, help="cap of the weights (default: 2)")
+    p.set_defaults(func=_cmd_weights)
+
+    p = sub.add_parser("rank", help="episodes by success score; optionally write a filtered episode list")
+    p.add_argument("annotations", help="parquet written by `topreward annotate`")
+    p.add_argument("--top", type=int, default=None, help="keep the N best episodes")
+    p.add_argument("--min-score", type=float, default=None, help="keep episodes with success score >= this")
+    p.add_argument("--out", default=None, help="write the kept episode indices as a JSON list")
+    p.set_defaults(func=_cmd_rank)
+
     p = sub.add_parser("list", help="list scoring methods")
     p.set_defaults(func=_cmd_list)
     return parser
@@ -166,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as e:
         print(f"topreward {args.command}: error: {e}", file=sys.stderr)
         return 2
 

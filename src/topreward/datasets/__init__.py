@@ -88,7 +88,13 @@ def open_source(
             _reject({**lerobot_opts, "manifest": manifest}, "a manifest")
             return ManifestSource(path, instruction=instruction)
         if path.name == "info.json" and path.parent.name == "meta":
-            return open_source(path.parent.parent, camera=camera, episodes=episodes, manifest=manifest, instruction=instruction)
+            return open_source(
+                path.parent.parent,
+                camera=camera,
+                episodes=episodes,
+                manifest=manifest,
+                instruction=instruction,
+            )
         if suffix in VIDEO_SUFFIXES:
             _reject({**lerobot_opts, "manifest": manifest}, "a single video")
             if instruction is None:
@@ -100,12 +106,18 @@ def open_source(
         )
     if path.is_dir():
         if (path / "meta" / "info.json").is_file():
-            _reject({"manifest": manifest, "instruction": instruction}, "a LeRobot dataset (tasks come from its metadata)")
+            _reject(
+                {"manifest": manifest, "instruction": instruction},
+                "a LeRobot dataset (tasks come from its metadata)",
+            )
             return LeRobotSource(path, camera=camera, episodes=episodes)
         _reject(lerobot_opts, "a folder of videos")
         return VideoFolderSource(path, manifest=manifest, instruction=instruction)
     if isinstance(spec, str) and spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
-        _reject({"manifest": manifest, "instruction": instruction}, "a LeRobot dataset (tasks come from its metadata)")
+        _reject(
+            {"manifest": manifest, "instruction": instruction},
+            "a LeRobot dataset (tasks come from its metadata)",
+        )
         return LeRobotSource(spec, camera=camera, episodes=episodes)
     raise FileNotFoundError(
         f"{spec} not found: pass an existing manifest, video, folder, or a Hub dataset id like 'lerobot/pusht'"

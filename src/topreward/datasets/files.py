@@ -98,11 +98,15 @@ def _subtask_problems(subtasks: Any) -> list[str]:
     problems = []
     for j, st in enumerate(subtasks):
         if not isinstance(st, Mapping) or not {"name", "start", "end"} <= set(st):
-            problems.append(f'subtasks[{j}] must be an object with "name", "start" and "end" (seconds), got {st!r}')
+            problems.append(
+                f'subtasks[{j}] must be an object with "name", "start" and "end" (seconds), got {st!r}'
+            )
         elif not isinstance(st["name"], str) or not _is_number(st["start"]) or not _is_number(st["end"]):
             problems.append(f"subtasks[{j}] needs a string name and numeric start/end in seconds, got {st!r}")
         elif not 0 <= st["start"] <= st["end"]:
-            problems.append(f"subtasks[{j}] needs 0 <= start <= end (seconds), got start={st['start']}, end={st['end']}")
+            problems.append(
+                f"subtasks[{j}] needs 0 <= start <= end (seconds), got start={st['start']}, end={st['end']}"
+            )
     return problems
 
 
@@ -150,7 +154,9 @@ def _validate_rows(
         more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
         raise ValueError("invalid episode manifest:\n  " + "\n  ".join(shown) + more)
     if not rows:
-        raise ValueError(f"no episodes: the manifest is empty; add one JSON object per line, e.g. {_EXAMPLE_ROW}")
+        raise ValueError(
+            f"no episodes: the manifest is empty; add one JSON object per line, e.g. {_EXAMPLE_ROW}"
+        )
     return rows
 
 
@@ -248,7 +254,9 @@ class RowSource:
         row = self._rows.get(str(episode_id))
         if row is None:
             known = ", ".join(repr(k) for k in list(self._rows)[:5])
-            raise ValueError(f"unknown episode_id {episode_id!r}; known ids include {known} (see episode_ids())")
+            raise ValueError(
+                f"unknown episode_id {episode_id!r}; known ids include {known} (see episode_ids())"
+            )
         return Episode.from_video(
             row.video,
             instruction=row.instruction,
@@ -273,7 +281,9 @@ class ManifestSource(RowSource):
 
     def __init__(self, path: str | Path, *, instruction: str | None = None) -> None:
         self.path = Path(path)
-        self._set_rows(_validate_rows(_read_jsonl(self.path), self.path.parent, default_instruction=instruction))
+        self._set_rows(
+            _validate_rows(_read_jsonl(self.path), self.path.parent, default_instruction=instruction)
+        )
         logger.info("manifest %s: %d episodes", self.path, len(self))
 
     def __repr__(self) -> str:
@@ -307,9 +317,13 @@ class VideoFolderSource(RowSource):
                     f"{self.folder} has no {DEFAULT_MANIFEST_NAME}: pass instruction= (one task text for every "
                     "video) or a manifest with one instruction per video"
                 )
-            videos = sorted(p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            videos = sorted(
+                p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+            )
             if not videos:
-                raise ValueError(f"{self.folder} has no video files ({', '.join(VIDEO_SUFFIXES)}); subfolders are not searched")
+                raise ValueError(
+                    f"{self.folder} has no video files ({', '.join(VIDEO_SUFFIXES)}); subfolders are not searched"
+                )
             numbered = [(str(p), {"video": p.name}) for p in videos]
             base_dir = self.folder
         self._set_rows(_validate_rows(numbered, base_dir, default_instruction=instruction))
@@ -323,7 +337,9 @@ class VideoFolderSource(RowSource):
         if not path.is_file() and not path.is_absolute() and (self.folder / path).is_file():
             path = self.folder / path
         if not path.is_file():
-            raise FileNotFoundError(f"manifest not found: {manifest} (looked in the working directory and {self.folder})")
+            raise FileNotFoundError(
+                f"manifest not found: {manifest} (looked in the working directory and {self.folder})"
+            )
         return path
 
     def __repr__(self) -> str:

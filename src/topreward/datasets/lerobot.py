@@ -86,7 +86,9 @@ def seek_read_frames(path: str | Path, indices: Sequence[int] | np.ndarray) -> n
             else:
                 start = stream.start_time or 0
                 stream.thread_type = "AUTO"
-                container.seek(start + int(first / (rate * time_base)), stream=stream, backward=True, any_frame=False)
+                container.seek(
+                    start + int(first / (rate * time_base)), stream=stream, backward=True, any_frame=False
+                )
                 for frame in container.decode(stream):
                     if frame.pts is None:
                         usable = False
@@ -100,7 +102,12 @@ def seek_read_frames(path: str | Path, indices: Sequence[int] | np.ndarray) -> n
         raise ValueError(f"{path}: cannot decode the video, it is corrupt or truncated ({e})") from e
     if not usable or len(kept) < len(targets):
         # no timestamps, or the file ends early: the sequential reference decides (and names missing frames)
-        logger.debug("%s: seek decode incomplete (%d/%d frames); decoding from the start", path, len(kept), len(targets))
+        logger.debug(
+            "%s: seek decode incomplete (%d/%d frames); decoding from the start",
+            path,
+            len(kept),
+            len(targets),
+        )
         return read_frames(path, wanted)
     return np.stack([kept[int(i)] for i in wanted])
 
@@ -141,10 +148,7 @@ def select_episodes(available: Sequence[int], episodes: EpisodeSelection) -> lis
     if isinstance(episodes, str):
         text = episodes.strip()
         try:
-            if ":" in text:
-                episodes = _parse_slice(text)
-            else:
-                episodes = [int(p) for p in text.split(",") if p.strip()]
+            episodes = _parse_slice(text) if ":" in text else [int(p) for p in text.split(",") if p.strip()]
         except ValueError as e:
             raise ValueError(
                 f"cannot parse episodes={text!r}; write a slice like '0:50', one index '3', or a list '1,4,7'"
@@ -159,7 +163,9 @@ def select_episodes(available: Sequence[int], episodes: EpisodeSelection) -> lis
                 )
         chosen = available[episodes]
         if not chosen:
-            raise ValueError(f"episodes={episodes} selects no episode; the dataset has episodes {_describe(available)}")
+            raise ValueError(
+                f"episodes={episodes} selects no episode; the dataset has episodes {_describe(available)}"
+            )
         return chosen
     if isinstance(episodes, (int, np.integer)) and not isinstance(episodes, bool):
         episodes = [int(episodes)]
@@ -169,7 +175,9 @@ def select_episodes(available: Sequence[int], episodes: EpisodeSelection) -> lis
         if isinstance(e, bool) or not isinstance(e, (int, np.integer)):
             raise TypeError(f"episode indices must be integers, got {e!r} ({type(e).__name__})")
         if int(e) not in known:
-            raise ValueError(f"episode {int(e)} is not in the dataset; valid episodes are {_describe(available)}")
+            raise ValueError(
+                f"episode {int(e)} is not in the dataset; valid episodes are {_describe(available)}"
+            )
         if int(e) not in chosen:
             chosen.append(int(e))
     if not chosen:
@@ -196,12 +204,16 @@ def _fill(template: str, where: Path, **fields: Any) -> str:
     try:
         return template.format(**fields)
     except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"{where}: cannot fill the path template {template!r} ({e!r}); is meta/info.json intact?") from e
+        raise ValueError(
+            f"{where}: cannot fill the path template {template!r} ({e!r}); is meta/info.json intact?"
+        ) from e
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; a LeRobot v2.x dataset needs it (is the download complete?)")
+        raise FileNotFoundError(
+            f"{path} not found; a LeRobot v2.x dataset needs it (is the download complete?)"
+        )
     rows = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -218,10 +230,16 @@ def _read_parquet_rows(path: Path, columns: Sequence[str] | None = None) -> list
     pq = _parquet()
     try:
         names = pq.read_schema(path).names
-        cols = [c for c in names if not c.startswith("stats/")] if columns is None else [c for c in columns if c in names]
+        cols = (
+            [c for c in names if not c.startswith("stats/")]
+            if columns is None
+            else [c for c in columns if c in names]
+        )
         return pq.read_table(path, columns=cols).to_pylist()
     except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
-        raise ValueError(f"cannot read {path} as parquet ({e}); the file is damaged, re-download the dataset") from e
+        raise ValueError(
+            f"cannot read {path} as parquet ({e}); the file is damaged, re-download the dataset"
+        ) from e
 
 
 def _read_tasks_parquet(path: Path) -> dict[int, str]:
@@ -230,23 +248,34 @@ def _read_tasks_parquet(path: Path) -> dict[int, str]:
     try:
         table = pq.read_table(path)
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read {path} as parquet ({e}); the file is damaged, re-download the dataset") from e
+        raise ValueError(
+            f"cannot read {path} as parquet ({e}); the file is damaged, re-download the dataset"
+        ) from e
     names = table.column_names
-    candidates = [c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+    candidates = [
+        c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)
+    ]
     candidates += ["task", "__index_level_0__"]
     candidates += [f.name for f in table.schema if str(f.type) in ("string", "large_string")]
     text_col = next((c for c in candidates if c in names and c != "task_index"), None)
     if text_col is None or "task_index" not in names:
-        raise ValueError(f"{path}: expected a task_index column and the task text (index or 'task'), got {names}")
+        raise ValueError(
+            f"{path}: expected a task_index column and the task text (index or 'task'), got {names}"
+        )
     return {
-        int(i): t for i, t in zip(table.column("task_index").to_pylist(), table.column(text_col).to_pylist(), strict=True)
+        int(i): t
+        for i, t in zip(
+            table.column("task_index").to_pylist(), table.column(text_col).to_pylist(), strict=True
+        )
     }
 
 
 def _load_info(root: Path) -> dict[str, Any]:
     path = root / "meta" / "info.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {root} is not a LeRobot dataset root (the folder with meta/info.json)")
+        raise FileNotFoundError(
+            f"{path} not found: {root} is not a LeRobot dataset root (the folder with meta/info.json)"
+        )
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -365,12 +394,19 @@ class LeRobotSource:
         self._meta = {m.episode_index: m for m in metas}
         total = self.info.get("total_episodes")
         if total is not None and total != len(self._meta):
-            logger.warning("%s: info.json says %s episodes, the metadata lists %d", self.root, total, len(self._meta))
+            logger.warning(
+                "%s: info.json says %s episodes, the metadata lists %d", self.root, total, len(self._meta)
+            )
         self._selected = select_episodes(sorted(self._meta), episodes)
         logger.info(
             "LeRobot %s dataset %s: %d of %d episodes, camera %s, %.3g fps",
-            self.version, self.root, len(self._selected), len(self._meta), self.camera, self.fps,
-        )  # fmt: skip
+            self.version,
+            self.root,
+            len(self._selected),
+            len(self._meta),
+            self.camera,
+            self.fps,
+        )
 
     @staticmethod
     def _resolve_root(spec: str | Path, camera: str | None) -> Path:
@@ -378,10 +414,14 @@ class LeRobotSource:
         if path.is_dir():
             return path
         if path.exists():
-            raise ValueError(f"{path} is a file; pass the dataset root (the folder that contains meta/info.json)")
+            raise ValueError(
+                f"{path} is a file; pass the dataset root (the folder that contains meta/info.json)"
+            )
         if isinstance(spec, str) and _looks_like_repo_id(spec):
             return _download(spec, camera)
-        raise FileNotFoundError(f"LeRobot dataset not found: {spec} is neither a folder nor a Hub repo id ('owner/name')")
+        raise FileNotFoundError(
+            f"LeRobot dataset not found: {spec} is neither a folder nor a Hub repo id ('owner/name')"
+        )
 
     # -- metadata ------------------------------------------------------------------------------------------
 
@@ -401,7 +441,9 @@ class LeRobotSource:
             file_rows = _read_parquet_rows(path)
             missing = [c for c in ["episode_index", *cols] if file_rows and c not in file_rows[0]]
             if missing:
-                raise ValueError(f"{path}: missing columns {missing}; is {key!r} stored as video in this dataset?")
+                raise ValueError(
+                    f"{path}: missing columns {missing}; is {key!r} stored as video in this dataset?"
+                )
             rows.extend(file_rows)
         rows.sort(key=lambda r: int(r["episode_index"]))
         metas, running = [], 0
@@ -411,16 +453,23 @@ class LeRobotSource:
             if length is None and r.get("dataset_to_index") is not None:
                 length = r["dataset_to_index"] - r["dataset_from_index"]
             if length is None:
-                raise ValueError(f"{self.root}: episode {ep} has no 'length' in meta/episodes; re-download the dataset")
+                raise ValueError(
+                    f"{self.root}: episode {ep} has no 'length' in meta/episodes; re-download the dataset"
+                )
             start = r.get("dataset_from_index")
             chunk, file, offset = (r[c] for c in cols)
             video = None
             if chunk is not None and file is not None:
-                video = self.root / _fill(video_template, self.root, video_key=key, chunk_index=chunk, file_index=file)
+                video = self.root / _fill(
+                    video_template, self.root, video_key=key, chunk_index=chunk, file_index=file
+                )
             data = None
             if r.get("data/chunk_index") is not None and r.get("data/file_index") is not None:
                 data = self.root / _fill(
-                    data_template, self.root, chunk_index=r["data/chunk_index"], file_index=r["data/file_index"]
+                    data_template,
+                    self.root,
+                    chunk_index=r["data/chunk_index"],
+                    file_index=r["data/file_index"],
                 )
             metas.append(
                 _EpisodeMeta(
@@ -441,7 +490,9 @@ class LeRobotSource:
         return _read_tasks_parquet(path) if path.is_file() else {}
 
     def _read_v2(self) -> list[_EpisodeMeta]:
-        rows = sorted(_read_jsonl(self.root / "meta" / "episodes.jsonl"), key=lambda r: int(r["episode_index"]))
+        rows = sorted(
+            _read_jsonl(self.root / "meta" / "episodes.jsonl"), key=lambda r: int(r["episode_index"])
+        )
         chunks_size = int(self.info.get("chunks_size") or 1000)
         video_template = self.info.get("video_path") or _V2_VIDEO_PATH
         data_template = self.info.get("data_path") or _V2_DATA_PATH
@@ -449,7 +500,9 @@ class LeRobotSource:
         for r in rows:
             ep = int(r["episode_index"])
             if r.get("length") is None:
-                raise ValueError(f"{self.root}/meta/episodes.jsonl: episode {ep} has no 'length'; re-download the dataset")
+                raise ValueError(
+                    f"{self.root}/meta/episodes.jsonl: episode {ep} has no 'length'; re-download the dataset"
+                )
             fields = {"episode_chunk": ep // chunks_size, "episode_index": ep}
             metas.append(
                 _EpisodeMeta(
@@ -489,7 +542,9 @@ class LeRobotSource:
         except (TypeError, ValueError) as e:
             raise ValueError(f"episode_id must be an episode index like '3', got {episode_id!r}") from e
         if ep not in self._meta:
-            raise ValueError(f"episode {ep} is not in {self.root}; valid episodes are {_describe(sorted(self._meta))}")
+            raise ValueError(
+                f"episode {ep} is not in {self.root}; valid episodes are {_describe(sorted(self._meta))}"
+            )
         if ep not in set(self._selected):
             raise ValueError(f"episode {ep} exists but is not selected (episodes=...); see episode_ids()")
         return self._episode(self._meta[ep])
@@ -536,31 +591,42 @@ class LeRobotSource:
         try:
             rows = _read_parquet_rows(meta.data_path, columns=["episode_index", "task_index"])
         except ValueError:
-            logger.warning("%s: unreadable, cannot look up the task of episode %d", meta.data_path, meta.episode_index)
+            logger.warning(
+                "%s: unreadable, cannot look up the task of episode %d", meta.data_path, meta.episode_index
+            )
             return None
         for r in rows:
-            if r.get("episode_index", meta.episode_index) == meta.episode_index and r.get("task_index") is not None:
+            if (
+                r.get("episode_index", meta.episode_index) == meta.episode_index
+                and r.get("task_index") is not None
+            ):
                 return int(r["task_index"])
         return None
 
     def _load_frames(self, meta: _EpisodeMeta, idx: np.ndarray) -> np.ndarray:
         where = f"LeRobot episode {meta.episode_index} (camera {self.camera})"
         if meta.video_path is None:
-            raise ValueError(f"{where}: the metadata names no video file for this camera; try camera= {self.video_keys}")
+            raise ValueError(
+                f"{where}: the metadata names no video file for this camera; try camera= {self.video_keys}"
+            )
         if not meta.video_path.is_file():
             raise ValueError(
                 f"{where}: video file not found: {meta.video_path}; re-download the dataset, or choose another "
                 f"camera= {self.video_keys}"
             )
         # frame i of the episode is at from_timestamp + i / fps seconds of the (shared) file
-        frame_numbers = np.floor((meta.from_timestamp + np.asarray(idx) / self.fps) * self.fps + 0.5).astype(np.int64)
+        frame_numbers = np.floor((meta.from_timestamp + np.asarray(idx) / self.fps) * self.fps + 0.5).astype(
+            np.int64
+        )
         try:
             return seek_read_frames(meta.video_path, frame_numbers)
         except (ValueError, FileNotFoundError) as e:
             raise ValueError(f"{where}: {e}") from e
 
     def __repr__(self) -> str:
-        return f"LeRobotSource({str(self.root)!r}, {self.version}, camera={self.camera!r}, {len(self)} episodes)"
+        return (
+            f"LeRobotSource({str(self.root)!r}, {self.version}, camera={self.camera!r}, {len(self)} episodes)"
+        )
 
 
 def _as_tuple(tasks: Any) -> tuple[Any, ...]:

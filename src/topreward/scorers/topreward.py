@@ -138,14 +138,24 @@ class TOPRewardScorer:
             instruction: the task text (default: the episode's own).
             fps: frame rate of an array or frame folder (files carry their own).
         """
-        cfg = self.config
         episode = as_episode(video, instruction, fps)
+        self.check_instruction(episode)
+        t0 = time.perf_counter()
+        mv = self.prepare(episode)
+        return self.score_prepared(episode, mv, decode_s=time.perf_counter() - t0)
+
+    @staticmethod
+    def check_instruction(episode: Episode) -> str:
         text = episode.instruction
         if text is None or not str(text).strip():
             raise ValueError(f"{episode.source}: no instruction; pass the task text, e.g. 'put the pen into the cup'")
-        format_prompt(text)  # fail on a bad instruction before decoding any video
-        t0 = time.perf_counter()
-        mv = self.prepare(episode)
+        format_prompt(text)
+        return str(text)
+
+    def score_prepared(self, episode: Episode, mv: ModelVideo, decode_s: float = 0.0) -> ScoreResult:
+        """Score frames already sampled by `prepare` (lets decoding run elsewhere, e.g. Ray CPU tasks)."""
+        cfg = self.config
+        text = self.check_instruction(episode)
         t1 = time.perf_counter()
         ks = prefix_lengths(mv.num_frames, cfg.num_prefixes)
         lp = self.log_probs(mv, ks, text)
@@ -177,7 +187,7 @@ class TOPRewardScorer:
                 "frame_size": list(mv.frames.shape[1:3]),
             },
             version=__version__,
-            timings={"decode_s": t1 - t0, "model_s": t2 - t1, "total_s": t2 - t0},
+            timings={"decode_s": decode_s, "model_s": t2 - t1, "total_s": decode_s + t2 - t1},
             source=episode.source,
             episode_id=episode.episode_id,
         )

@@ -5,6 +5,24 @@ Importing this package is cheap: Meta-World and MuJoCo are imported only when ep
 
 from __future__ import annotations
 
-from topreward.sim.metaworld_gen import KINDS, TASK_INSTRUCTIONS, fixture_dir, generate, list_tasks
+from topreward.sim.metaworld_gen import (
+    KINDS,
+    TASK_INSTRUCTIONS,
+    TASKS,
+    fixture_dir,
+    generate,
+    generate_fixture,
+    list_tasks,
+    rendering_problem,
+)
 
-__all__ = ["KINDS", "TASK_INSTRUCTIONS", "fixture_dir", "generate", "list_tasks"]
+__all__ = [
+    "KINDS",
+    "TASKS",
+    "TASK_INSTRUCTIONS",
+    "fixture_dir",
+    "generate",
+    "generate_fixture",
+    "list_tasks",
+    "rendering_problem",
+]

@@ -7,29 +7,34 @@ Recipe, per task and seed:
 
 1. Build a fresh goal-observable env, ``ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[task](seed=seed)``; the seed
    fixes object and goal positions there (Meta-World's ``reset(seed=...)``, also called, ignores its seed).
-2. Roll out one of the `KINDS` for the same number of steps as the expert twin:
+2. Roll out one of the `KINDS` for as many steps as the expert twin:
    ``expert`` the scripted policy of ``metaworld.policies.ENV_POLICY_MAP``; ``noisy`` expert actions plus
    Gaussian noise (``noise_std``, clipped to [-1, 1]); ``freeze`` the expert until a random step in
-   [20 %, 80 %] of the expert's time to first success, zero actions after; ``random`` uniform actions in
+   [20 %, 80 %] of the expert's steps to first success, zero actions after; ``random`` uniform actions in
    [-1, 1]. Every kind is labelled by its outcome (a noisy run often still succeeds).
-3. Render the reset state and the state after each step (``max_steps + 1`` frames) from the ``corner``
-   camera at 224x224 with shadows off (3-4x faster on CPU); that camera is mounted upside down, so each
-   image is rotated 180 degrees (``img[::-1, ::-1]``). Write an H.264 mp4 (`topreward.video.write_video`,
-   x264 ``threads=1`` so the same seed gives identical bytes).
-4. Ground truth per frame from the env's shaped reward ``r_t`` (0..10, reward version v2) and ``success_t``:
-   ``g_t = 1 if success_t else clip(r_t / 10, 0, 1)`` and ``progress_t = clip((g_t - g_0) / (1 - g_0), 0, 1)``
-   -- 0 at the start of every episode, 1 while the task counts as solved, in between the env's own shaping
-   (distance to object, grasp, object-to-goal), which may fall again when a failure undoes progress.
-5. Stage labels per frame: ``done`` while ``success_t``; the task's manipulation stage (e.g. ``push``) once
-   ``in_place_reward`` has risen by more than 0.02 over its reset value (the object moved towards the goal);
-   ``reach`` before. Episodes that end in success also get ``subtasks`` (manifest format, seconds) from the
-   first frame of each stage, so `topreward.groundtruth.stage_progress` applies to them too.
+3. After each step render one frame (``steps`` frames; frame ``i`` shows the state after step ``i + 1``, so
+   frame 0 is the scene 12.5 ms after reset) from the ``corner`` camera at 224x224, shadows off (3-4x
+   faster on CPU). That camera is mounted upside down, so each image is rotated 180 degrees
+   (``img[::-1, ::-1]``). Write an H.264 mp4 with `topreward.video.write_video` (x264 ``threads=1``, so the
+   same seed gives identical bytes on the same machine).
+4. Ground-truth progress per frame, two equally weighted stages (one for ``reach-v3``, whose "object" is
+   the hand), from quantities that show in the video:
+   ``reach_t = clip(1 - d_t / d_0, 0, 1)`` with ``d`` the hand-to-object distance (observation [0:3] vs
+   [4:7]); ``place_t = clip((ip_t - ip_0) / (1 - ip_0), 0, 1)`` with ``ip`` the env's ``in_place_reward``
+   (object-to-goal closeness, 1 at the goal); ``moved_t`` = ``ip`` has exceeded ``ip_0 + 0.02`` at some
+   frame <= t (the object started moving towards the goal, so reaching is over).
+   ``progress_t = 1`` if ``success_t``, else ``0.5 * (1 if moved_t else reach_t) + 0.5 * place_t``.
+   A frozen arm therefore plateaus; undoing progress lowers it. The env's shaped reward (0..10) is kept as
+   ``reward`` but not used: its grasp bonuses jump when the gripper merely opens.
+5. Stage labels per frame: ``done`` while ``success_t``, else the task's manipulation stage (e.g. ``push``)
+   once ``moved_t``, else ``reach``. Episodes that end in success also get ``subtasks`` (manifest format,
+   seconds) from the first frame of each stage, so `topreward.groundtruth.stage_progress` applies to them.
 6. One JSON line per episode in ``manifest.jsonl``: ``video``, ``instruction``, ``fps``, ``episode_id``,
    ``success`` (= ``final_success``, success at the last frame), ``ever_success``, ``success_disagreement``
-   (the two differ, e.g. a door that swings shut again), ``progress``, ``reward``, ``stages``, ``kind``,
-   ``task``, ``seed`` and the generator settings. Existing episodes (mp4 and manifest line) are skipped.
+   (the two differ, e.g. a door that swings back), ``progress``, ``reward``, ``stages``, ``kind``, ``task``,
+   ``seed`` and the generator settings. Episodes whose mp4 and manifest line exist are skipped.
 
-Meta-World ships no instructions; `TASK_INSTRUCTIONS` holds ours.
+Meta-World ships no instructions; `TASKS` holds ours (and each task's stage names).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from topreward.video import write_video
 
@@ -56,10 +62,13 @@ logger = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("expert", "noisy", "freeze", "random")
 CAMERA = "corner"
-MAX_REWARD = 10.0  # Meta-World v2 reward functions are scaled to [0, 10]
 MAX_PATH_LENGTH = 500  # Meta-World refuses to step an env further than this
 _MOVE_EPS = 0.02  # rise of in_place_reward that marks the object moving towards the goal
 _INSTALL_HINT = "pip install 'topreward[sim]'"
+_EGL_HINT = (
+    "On Debian/Ubuntu run scripts/install_sim_deps.sh (libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0); "
+    "elsewhere install EGL or set MUJOCO_GL=osmesa with OSMesa installed"
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,9 @@ class TaskSpec:
     stages: tuple[str, ...]
 
 
+# Tasks whose scripted expert succeeds and stays successful within 150 steps (door-open-v3 excepted: the door
+# swings back, so its experts end with success=False and success_disagreement=True). handle-press-v3 and
+# coffee-button-v3 are left out for that reason: the handle/button springs back once released.
 TASKS: dict[str, TaskSpec] = {
     "reach-v3": TaskSpec("reach the red target position", ("reach",)),
     "push-v3": TaskSpec("push the puck to the goal", ("reach", "push")),
@@ -84,8 +96,6 @@ TASKS: dict[str, TaskSpec] = {
     "faucet-open-v3": TaskSpec("turn the faucet handle to open it", ("reach", "turn")),
     "faucet-close-v3": TaskSpec("turn the faucet handle to close it", ("reach", "turn")),
     "plate-slide-v3": TaskSpec("slide the plate into the goal", ("reach", "slide")),
-    "handle-press-v3": TaskSpec("press the handle down", ("reach", "press")),
-    "coffee-button-v3": TaskSpec("press the button on the coffee machine", ("reach", "press")),
 }
 TASK_INSTRUCTIONS: dict[str, str] = {name: spec.instruction for name, spec in TASKS.items()}
 
@@ -98,6 +108,12 @@ def list_tasks() -> list[str]:
 def fixture_dir() -> Path:
     """Folder of the small generated set shipped with the package (``manifest.jsonl`` + ``videos/``)."""
     return Path(__file__).resolve().parent.parent / "assets" / "sim_fixture"
+
+
+# The small set shipped in `fixture_dir()`; regenerate with `generate_fixture()` (about a minute on 2 cores).
+FIXTURE_TASKS: tuple[str, ...] = ("push-v3", "pick-place-v3", "drawer-open-v3", "button-press-topdown-v3")
+FIXTURE_SEEDS: tuple[int, ...] = (0,)
+FIXTURE_TRIM_AFTER_SUCCESS = 20
 
 
 def task_spec(task: str) -> TaskSpec:
@@ -114,32 +130,49 @@ def task_spec(task: str) -> TaskSpec:
 # Ground truth from the env's info (pure numpy, testable without Meta-World)
 
 
-def shaped_progress(
-    rewards: Sequence[float] | np.ndarray, success: Sequence[bool] | np.ndarray
-) -> np.ndarray:
-    """Per-frame progress in [0, 1] from shaped rewards (0..10) and success flags; see step 4 of the recipe.
+def moved_mask(in_place: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Per frame: has ``in_place_reward`` exceeded its first value by more than 0.02 at this frame or before?"""
+    ip = np.asarray(in_place, dtype=np.float64)
+    return np.maximum.accumulate(ip > ip[0] + _MOVE_EPS)
 
-    ``g_t = 1 if success_t else clip(r_t / 10, 0, 1)``; ``progress_t = clip((g_t - g_0) / (1 - g_0), 0, 1)``.
+
+def info_progress(
+    hand_obj_dist: Sequence[float] | np.ndarray,
+    in_place: Sequence[float] | np.ndarray,
+    success: Sequence[bool] | np.ndarray,
+    two_stage: bool = True,
+) -> np.ndarray:
+    """Per-frame ground-truth progress in [0, 1]; the formula is step 4 of the module recipe.
+
+    Args:
+        hand_obj_dist: hand-to-object distance per frame.
+        in_place: the env's ``in_place_reward`` per frame (0..1, 1 with the object at the goal).
+        success: the env's ``success`` flag per frame.
+        two_stage: reach then manipulate (False: `in_place` alone, for tasks where the hand is the object).
     """
-    r = np.asarray(rewards, dtype=np.float64)
+    d = np.asarray(hand_obj_dist, dtype=np.float64)
+    ip = np.asarray(in_place, dtype=np.float64)
     s = np.asarray(success, dtype=bool)
-    if r.ndim != 1 or r.shape != s.shape or r.size == 0:
+    if not (d.ndim == 1 and d.shape == ip.shape == s.shape and d.size > 0):
         raise ValueError(
-            f"rewards and success must be 1-D of the same non-zero length, got {r.shape} and {s.shape}"
+            f"hand_obj_dist, in_place and success must be 1-D of one non-zero length, got "
+            f"{d.shape}, {ip.shape}, {s.shape}"
         )
-    g = np.where(s, 1.0, np.clip(r / MAX_REWARD, 0.0, 1.0))
-    if g[0] >= 1.0:  # solved from the first frame: nothing left to do
-        return np.ones_like(g)
-    return np.clip((g - g[0]) / (1.0 - g[0]), 0.0, 1.0)
+    place = np.clip((ip - ip[0]) / max(1.0 - ip[0], 1e-6), 0.0, 1.0)
+    if two_stage:
+        reach = np.clip(1.0 - d / d[0], 0.0, 1.0) if d[0] > 0 else np.ones_like(d)
+        progress = 0.5 * np.where(moved_mask(ip), 1.0, reach) + 0.5 * place
+    else:
+        progress = place
+    return np.where(s, 1.0, progress)
 
 
 def stage_labels(
     in_place: Sequence[float] | np.ndarray, success: Sequence[bool] | np.ndarray, stages: Sequence[str]
 ) -> list[str]:
-    """Per-frame stage names: ``done`` on success frames, else the manipulation stage once the object moved."""
-    ip = np.asarray(in_place, dtype=np.float64)
+    """Per-frame stage names: ``done`` on success frames, else the last stage once `moved_mask`, else the first."""
+    moved = moved_mask(in_place)
     s = np.asarray(success, dtype=bool)
-    moved = ip > ip[0] + _MOVE_EPS
     first, last = stages[0], stages[-1]
     return ["done" if s[i] else (last if moved[i] else first) for i in range(len(s))]
 
@@ -188,8 +221,12 @@ def _import_sim() -> _Sim:
         import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
         from metaworld.policies import ENV_POLICY_MAP
-    except ImportError as e:
+    except ModuleNotFoundError as e:
         raise ImportError(f"Meta-World episodes need metaworld and mujoco ({e}); {_INSTALL_HINT}") from e
+    except Exception as e:  # mujoco loads its GL backend on import; a missing libEGL surfaces in several ways
+        raise RuntimeError(
+            f"mujoco could not load its MUJOCO_GL={os.environ['MUJOCO_GL']!r} backend: {e!r}. {_EGL_HINT}"
+        ) from e
     versions = {}
     for dist in ("metaworld", "mujoco"):
         try:
@@ -204,8 +241,7 @@ def _make_renderer(sim: _Sim, model: Any, size: int) -> Any:
         renderer = sim.mujoco.Renderer(model, height=size, width=size)
     except Exception as e:  # EGL/OSMesa failures surface as several unrelated exception types
         raise RuntimeError(
-            f"MuJoCo cannot render offscreen with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {e!r}. On "
-            "Debian/Ubuntu run scripts/install_sim_deps.sh (libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0)"
+            f"MuJoCo cannot render offscreen with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {e!r}. {_EGL_HINT}"
         ) from e
     renderer.scene.flags[sim.mujoco.mjtRndFlag.mjRND_SHADOW] = False
     return renderer
@@ -230,10 +266,11 @@ def rendering_problem() -> str | None:
 
 @dataclass
 class _Rollout:
-    frames: np.ndarray | None  # (T + 1, H, W, 3) uint8, None when not rendered
-    rewards: np.ndarray  # (T + 1,)
-    success: np.ndarray  # (T + 1,) bool
-    in_place: np.ndarray  # (T + 1,)
+    frames: np.ndarray | None  # (T, H, W, 3) uint8, None when not rendered
+    rewards: np.ndarray  # (T,) shaped reward, 0..10
+    success: np.ndarray  # (T,) bool
+    in_place: np.ndarray  # (T,)
+    hand_obj_dist: np.ndarray  # (T,)
     sim_s: float = 0.0
     render_s: float = 0.0
 
@@ -244,9 +281,14 @@ class _Rollout:
 
     def truncate(self, n: int) -> _Rollout:
         """The first `n` frames of this rollout."""
-        frames = None if self.frames is None else self.frames[:n]
         return _Rollout(
-            frames, self.rewards[:n], self.success[:n], self.in_place[:n], self.sim_s, self.render_s
+            None if self.frames is None else self.frames[:n],
+            self.rewards[:n],
+            self.success[:n],
+            self.in_place[:n],
+            self.hand_obj_dist[:n],
+            self.sim_s,
+            self.render_s,
         )
 
 
@@ -262,29 +304,16 @@ def _rollout(
     action_fn: Callable[[int, np.ndarray, Any], np.ndarray],
     size: int | None,
 ) -> _Rollout:
-    """Run `steps` steps in a fresh env; `action_fn(step, obs, policy)` picks each action."""
+    """Run `steps` steps in a fresh env, one frame after each; `action_fn(step, obs, policy)` acts."""
     env = sim.envs[f"{task}-goal-observable"](seed=seed)
     renderer = None
+    frames, rewards, success, in_place, dist = [], [], [], [], []
+    sim_s = render_s = 0.0
     try:
         obs, _ = env.reset(seed=seed)
         policy = sim.policies[task]()
         if size is not None:
             renderer = _make_renderer(sim, env.model, size)
-        frames, rewards, success, in_place = [], [], [], []
-        sim_s = render_s = 0.0
-
-        def record(reward: float, info: Mapping[str, Any]) -> None:
-            nonlocal render_s
-            rewards.append(float(reward))
-            success.append(bool(info["success"]))
-            in_place.append(float(info.get("in_place_reward", 0.0)))
-            if renderer is not None:
-                t0 = time.perf_counter()
-                renderer.update_scene(env.data, camera=CAMERA)
-                frames.append(renderer.render()[::-1, ::-1].copy())  # the corner camera is upside down
-                render_s += time.perf_counter() - t0
-
-        record(*env.evaluate_state(obs, np.zeros(4, dtype=np.float32)))
         for step in range(steps):
             t0 = time.perf_counter()
             with warnings.catch_warnings():
@@ -292,7 +321,15 @@ def _rollout(
                 action = np.clip(np.asarray(action_fn(step, obs, policy), dtype=np.float32), -1.0, 1.0)
             obs, reward, _, _, info = env.step(action)
             sim_s += time.perf_counter() - t0
-            record(reward, info)
+            rewards.append(float(reward))
+            success.append(bool(info["success"]))
+            in_place.append(float(info["in_place_reward"]))
+            dist.append(float(np.linalg.norm(obs[0:3] - obs[4:7])))  # hand vs first object
+            if renderer is not None:
+                t0 = time.perf_counter()
+                renderer.update_scene(env.data, camera=CAMERA)
+                frames.append(renderer.render()[::-1, ::-1].copy())  # the corner camera is upside down
+                render_s += time.perf_counter() - t0
     finally:
         if renderer is not None:
             renderer.close()
@@ -302,6 +339,7 @@ def _rollout(
         rewards=np.asarray(rewards),
         success=np.asarray(success, dtype=bool),
         in_place=np.asarray(in_place),
+        hand_obj_dist=np.asarray(dist),
         sim_s=sim_s,
         render_s=render_s,
     )
@@ -377,7 +415,7 @@ def generate(
         tasks: Meta-World v3 task names from `list_tasks`, e.g. ``["push-v3", "drawer-open-v3"]``.
         seeds: env seeds; each (task, seed) gets one episode of every kind.
         kinds: subset of `KINDS`.
-        max_steps: env steps per episode (frames = steps + 1); at most 500.
+        max_steps: env steps per episode, one frame each; at most 500.
         fps: frame rate written to the mp4 and manifest (playback rate; the sim itself runs at 80 Hz).
         noise_std: standard deviation of the Gaussian action noise of ``noisy`` episodes.
         size: square frame size in pixels (even).
@@ -388,6 +426,7 @@ def generate(
 
     Raises:
         ImportError: metaworld or mujoco missing (``pip install 'topreward[sim]'``).
+        RuntimeError: MuJoCo cannot render offscreen (no EGL: ``scripts/install_sim_deps.sh``).
         ValueError: unknown task or kind, bad settings, or `out_dir` made with other settings.
     """
     for task in tasks:
@@ -440,12 +479,7 @@ def generate(
 
     kinds = [k for k in KINDS if k in kinds]  # expert first: its rollout sets the twins' length
     todo = [(t, s, k) for t in tasks for s in seeds for k in kinds]
-    try:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc="meta-world episodes", disable=not progress)
-    except ImportError:  # tqdm is a core dependency; stay usable without it anyway
-        bar = None
+    bar = tqdm(total=len(todo), desc="meta-world episodes", disable=not progress)
     experts: dict[tuple[str, int], dict[str, Any]] = {}
     for task, seed, kind in todo:
         eid = _episode_id(task, seed, kind)
@@ -457,15 +491,11 @@ def generate(
             done[eid] = rec
             with manifest.open("a") as f:  # append as we go so an interrupted run can resume
                 f.write(json.dumps(rec) + "\n")
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     # Canonical order: requested episodes first, then older ones kept from previous runs.
-    wanted = [_episode_id(t, s, k) for t, s, k in todo]
-    _write_manifest(
-        manifest, [done[e] for e in wanted] + [r for e, r in done.items() if e not in set(wanted)]
-    )
+    wanted = dict.fromkeys(_episode_id(t, s, k) for t, s, k in todo)
+    _write_manifest(manifest, [done[e] for e in wanted] + [r for e, r in done.items() if e not in wanted])
     return manifest
 
 
@@ -483,7 +513,7 @@ def _expert_summary(
     """
     rec = done.get(_episode_id(task, seed, "expert"))
     if rec is not None:
-        return {"steps": rec["num_frames"] - 1, "first_success": rec["expert_first_success_frame"]}
+        return {"steps": rec["num_frames"], "first_success": rec["expert_first_success_frame"]}
     if kind == "expert":
         return None
     expert_fn = _action_fn("expert", _episode_rng(task, seed, "expert"), 0.0, None)
@@ -498,7 +528,7 @@ def _summarize_expert(roll: _Rollout, task: str, seed: int, settings: Mapping[st
     if first is None:
         logger.warning("%s seed %d: the scripted expert never succeeds in %d steps", task, seed, steps)
     elif settings["trim_after_success"] is not None:
-        steps = min(steps, first + settings["trim_after_success"])
+        steps = min(steps, first + 1 + settings["trim_after_success"])
     return {"steps": steps, "first_success": first}
 
 
@@ -522,7 +552,8 @@ def _generate_one(
     extra: dict[str, Any] = {}
     freeze_step = None
     if kind == "freeze":
-        horizon = expert["first_success"] or steps
+        # steps the expert needs to succeed (frame f shows the state after step f + 1)
+        horizon = steps if expert["first_success"] is None else expert["first_success"] + 1
         lo = max(1, round(0.2 * horizon))
         freeze_step = int(rng.integers(lo, max(lo, round(0.8 * horizon)) + 1))
         extra["freeze_step"] = freeze_step
@@ -534,7 +565,7 @@ def _generate_one(
     if expert is None:
         expert = _summarize_expert(roll, task, seed, settings)
         steps = expert["steps"]
-        roll = roll.truncate(steps + 1)
+        roll = roll.truncate(steps)
     assert roll.frames is not None
 
     eid = _episode_id(task, seed, kind)
@@ -573,7 +604,9 @@ def _generate_one(
         "first_success_frame": roll.first_success_frame,
         "expert_first_success_frame": expert["first_success"],
         **extra,
-        "progress": _round(shaped_progress(roll.rewards, roll.success)),
+        "progress": _round(
+            info_progress(roll.hand_obj_dist, roll.in_place, roll.success, len(spec.stages) > 1)
+        ),
         "reward": _round(roll.rewards, 3),
         "stages": labels,
         "generator": {"name": "metaworld", "settings": dict(settings), **sim.versions},
@@ -582,3 +615,16 @@ def _generate_one(
     if subtasks is not None:
         record["subtasks"] = subtasks
     return record, expert
+
+
+def generate_fixture(out_dir: str | Path | None = None, progress: bool = False) -> Path:
+    """(Re)generate the shipped fixture: `FIXTURE_TASKS` x `FIXTURE_SEEDS` x all `KINDS`, default settings,
+    episodes trimmed `FIXTURE_TRIM_AFTER_SUCCESS` steps after the expert's first success; returns the manifest.
+    """
+    return generate(
+        fixture_dir() if out_dir is None else out_dir,
+        FIXTURE_TASKS,
+        FIXTURE_SEEDS,
+        trim_after_success=FIXTURE_TRIM_AFTER_SUCCESS,
+        progress=progress,
+    )

@@ -1,0 +1,300 @@
+"""Dataset-scale annotation: score every episode of a source and write per-frame progress as parquet.
+
+The output uses the columns LeRobot's reward-aligned behaviour cloning (RA-BC, `lerobot/utils/rabc.py`)
+reads — `index` (global frame index), `episode_index`, `frame_index`, `progress_sparse`, `progress_dense`
+(float32; NaN = no value) — so `--rabc_progress_path` can point at it. TOPReward has one progress head,
+so both progress columns carry the same per-frame progress. Our own columns follow: `log_p_true`,
+`log_p_false` (raw, on the frames where a scored prefix ends, NaN elsewhere), `prefix_end`,
+`dense_reward`, `success_score` (per episode, repeated on its rows). Schema metadata: `reward_model_path`
+(as LeRobot's writer), and `topreward` (JSON: method, config, model id/revision, package version, skipped
+episodes with reasons).
+
+Resumable: each finished episode is appended (one JSON line, flushed and fsynced) to `<out>.work.jsonl`
+beside the output; a run killed at any point and started again with `resume=True` skips what is there,
+scores the rest, and writes the same final file as an uninterrupted run (rows sorted by `index`, no
+timings in the file). The final parquet is written to a temporary name and renamed into place. The source
+dataset is only read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from topreward import __version__
+from topreward.result import ScoreResult
+
+logger = logging.getLogger(__name__)
+
+RABC_COLUMNS = ("index", "episode_index", "frame_index", "progress_sparse", "progress_dense")
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ImportError("writing parquet needs pyarrow: pip install 'topreward[lerobot]'") from e
+    return pa, pq
+
+
+def work_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".work.jsonl")
+
+
+class WorkFile:
+    """Append-only JSON-lines log of finished episodes; a torn last line (a kill mid-write) is dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        data = self.path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) != len(data):
+            logger.info("%s: dropping a torn last line from an interrupted run", self.path)
+            with open(self.path, "r+b") as f:
+                f.truncate(len(complete))
+        records = {}
+        for line in complete.decode().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                records[rec["episode_id"]] = rec
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@dataclass
+class EpisodeTask:
+    """What the driver knows about one episode before scoring it."""
+
+    episode_id: str
+    episode_index: int
+    dataset_from_index: int
+    num_frames: int
+
+
+@dataclass
+class ScorerSpec:
+    """A scorer not loaded here (engine "ray": each worker loads its own): method name and config."""
+
+    name: str
+    config: Any
+
+
+@dataclass
+class AnnotateSummary:
+    out: Path
+    scored: int = 0
+    skipped: int = 0
+    reused: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    skipped_reasons: dict[str, str] = field(default_factory=dict)
+
+
+def plan(source) -> tuple[list[EpisodeTask], dict[str, str]]:
+    """Episode ids, indices and global frame offsets, in source order; episodes that cannot be opened."""
+    tasks, broken, offset = [], {}, 0
+    for pos, eid in enumerate(source.episode_ids()):
+        try:
+            ep = source.get(eid)
+        except (ValueError, FileNotFoundError, OSError) as e:
+            broken[eid] = str(e)
+            tasks.append(EpisodeTask(eid, pos, offset, 0))
+            continue
+        index = int(ep.annotations.get("episode_index", pos))
+        start = int(ep.annotations.get("dataset_from_index", offset))
+        tasks.append(EpisodeTask(eid, index, start, ep.num_frames))
+        offset = start + ep.num_frames
+    return tasks, broken
+
+
+def record_for(task: EpisodeTask, result: ScoreResult | None = None, reason: str | None = None) -> dict[str, Any]:
+    rec: dict[str, Any] = asdict(task)
+    rec["status"] = "ok" if result is not None else "skipped"
+    rec["reason"] = reason
+    rec["result"] = None if result is None else result.to_dict()
+    return rec
+
+
+def episode_columns(rec: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The per-frame rows of one work record."""
+    n = rec["num_frames"]
+    frame = np.arange(n, dtype=np.int64)
+    cols: dict[str, np.ndarray] = {
+        "index": rec["dataset_from_index"] + frame,
+        "episode_index": np.full(n, rec["episode_index"], np.int64),
+        "frame_index": frame,
+    }
+    nan = np.full(n, np.nan, np.float32)
+    res = rec["result"]
+    if res is None:
+        for name in ("progress_sparse", "progress_dense", "log_p_true", "log_p_false", "dense_reward", "success_score"):
+            cols[name] = nan.copy()
+        cols["prefix_end"] = np.zeros(n, bool)
+        return cols
+    progress = np.asarray(res["frame_progress"], np.float32)
+    ends = np.asarray(res["prefix_end_frames"], np.int64)
+    cols["progress_sparse"] = progress
+    cols["progress_dense"] = progress.copy()
+    for name in ("log_p_true", "log_p_false"):
+        col = nan.copy()
+        col[ends] = np.asarray(res[name], np.float32)
+        cols[name] = col
+    cols["prefix_end"] = np.isin(frame, ends)
+    cols["dense_reward"] = np.asarray(res["dense_rewards"], np.float32)
+    cols["success_score"] = np.full(n, res["success_score"], np.float32)
+    return cols
+
+
+def write_parquet(records: list[dict[str, Any]], out: Path, metadata: dict[str, Any]) -> Path:
+    """All episodes' rows sorted by global index, written atomically."""
+    pa, pq = _pyarrow()
+    parts = [episode_columns(r) for r in records]
+    names = list(parts[0]) if parts else [*RABC_COLUMNS]
+    cols = {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in names}
+    order = np.argsort(cols["index"], kind="stable")
+    table = pa.table({k: v[order] for k, v in cols.items()})
+    if len(np.unique(cols["index"])) != len(cols["index"]):
+        raise ValueError(f"{out}: global frame indices overlap between episodes; is the dataset metadata consistent?")
+    skipped = [{"episode_id": r["episode_id"], "episode_index": r["episode_index"], "reason": r["reason"]}
+               for r in sorted(records, key=lambda r: r["episode_index"]) if r["status"] != "ok"]
+    meta = {**metadata, "skipped": skipped}
+    table = table.replace_schema_metadata(
+        {"reward_model_path": str(metadata.get("model_id", "")), "topreward": json.dumps(meta, sort_keys=True)}
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(out)
+    return out
+
+
+def _scored_locally(scorer, source, todo: list[EpisodeTask]) -> Iterator[tuple[EpisodeTask, ScoreResult | None, str | None]]:
+    for task in todo:
+        try:
+            result = scorer.score(source.get(task.episode_id))
+        except (ValueError, FileNotFoundError, OSError) as e:
+            logger.warning("episode %s skipped: %s", task.episode_id, e)
+            yield task, None, str(e)
+            continue
+        yield task, result, None
+
+
+def annotate(
+    source,
+    scorer,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    engine: str = "local",
+    workers: int = 1,
+    gpus_per_worker: float = 0.0,
+    source_factory=None,
+    progress_bar: bool = True,
+) -> AnnotateSummary:
+    """Score every episode of `source` with `scorer` and write the per-frame parquet `out`.
+
+    Args:
+        source: an episode source (`topreward.datasets.open_source`).
+        scorer: a loaded scorer (`topreward.load_scorer`), or for engine "ray" a `ScorerSpec` (each worker
+            loads its own scorer from it).
+        out: output parquet path.
+        resume: continue from `<out>.work.jsonl`; overwrite: start again from nothing.
+        engine: "local" (this process) or "ray" (Ray Data: decoding in CPU tasks, scoring in an actor pool).
+        workers, gpus_per_worker: Ray actor-pool size and GPUs per actor.
+        source_factory: for "ray", a picklable zero-argument callable that reopens `source` in a worker.
+    """
+    out = Path(out)
+    work = WorkFile(work_path(out))
+    if overwrite:
+        work.path.unlink(missing_ok=True)
+    elif out.exists() and not resume:
+        raise FileExistsError(f"{out} exists; pass --resume to continue an interrupted run or --overwrite to replace it")
+    elif work.path.exists() and not resume:
+        raise FileExistsError(
+            f"{work.path} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
+        )
+    if resume and out.exists() and not work.path.exists():
+        logger.info("%s is complete; nothing to resume", out)
+        return AnnotateSummary(out)
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine={engine!r}; choose 'local' or 'ray'")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    tasks, broken = plan(source)
+    done = work.load()
+    summary = AnnotateSummary(out, reused=len(done))
+    for task in tasks:
+        if task.episode_id in broken and task.episode_id not in done:
+            logger.warning("episode %s skipped: %s", task.episode_id, broken[task.episode_id])
+            done[task.episode_id] = record_for(task, reason=broken[task.episode_id])
+            work.append(done[task.episode_id])
+            summary.skipped += 1
+    todo = [t for t in tasks if t.episode_id not in done]
+
+    if engine == "ray":
+        from topreward.annotate_ray import score_with_ray
+
+        stream = score_with_ray(scorer.name, scorer.config, todo, source_factory, workers=workers,
+                                gpus_per_worker=gpus_per_worker)
+    else:
+        stream = _scored_locally(scorer, source, todo)
+
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), unit="ep", disable=not progress_bar, desc="annotate")
+    for task, result, reason in stream:
+        rec = record_for(task, result, reason)
+        work.append(rec)
+        done[task.episode_id] = rec
+        if result is None:
+            summary.skipped += 1
+        else:
+            summary.scored += 1
+            summary.frames += task.num_frames
+        elapsed = time.perf_counter() - t0
+        bar.set_postfix_str(f"{summary.frames / max(elapsed, 1e-9):.0f} frames/s")
+        bar.update(1)
+    bar.close()
+    summary.seconds = time.perf_counter() - t0
+
+    records = [done[t.episode_id] for t in tasks]
+    summary.skipped_reasons = {r["episode_id"]: r["reason"] for r in records if r["status"] != "ok"}
+    cfg = scorer.config
+    metadata = {
+        "method": scorer.name,
+        "config": asdict(cfg),
+        "model_id": getattr(cfg, "model", None),
+        "model_revision": getattr(cfg, "revision", None),
+        "topreward_version": __version__,
+    }
+    write_parquet(records, out, metadata)
+    work.path.unlink()
+    return summary
+
+
+def read_annotations(path: str | Path):
+    """(pyarrow table, metadata dict) of an annotation parquet."""
+    _, pq = _pyarrow()
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(b"topreward")
+    return table, (json.loads(raw) if raw else {})

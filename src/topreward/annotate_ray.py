@@ -1,0 +1,111 @@
+"""The annotation job as a Ray Data pipeline (extra `[ray]`): decode in CPU tasks, score in an actor pool.
+
+Each actor holds one scorer (one model) for its lifetime; `gpus_per_worker` reserves GPUs per actor
+(logical resources, so a local test runs with `ray.init(num_cpus=2)`). The driver receives results as
+they finish and writes them to the same work file as the local engine, so resuming works the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise ImportError("the Ray engine needs Ray Data: pip install 'topreward[ray]'") from e
+    return ray
+
+
+def _decode(row: dict[str, Any], source_factory: Callable[[], Any], sampling: dict, patch_factor: int) -> dict[str, Any]:
+    """CPU task: open the source, sample and resize one episode's frames."""
+    from topreward.sampling import SamplingConfig, frame_size, resize_frames, sample_indices
+
+    cfg = SamplingConfig(**sampling)
+    row = dict(row)
+    try:
+        ep = source_factory().get(row["episode_id"])
+        idx = sample_indices(ep.num_frames, ep.fps, cfg.fps, cfg.max_frames)
+        frames = ep.frames(idx)
+        hw = frame_size(frames.shape[1], frames.shape[2], patch_factor, cfg.max_pixels, cfg.size)
+        row.update(frames=resize_frames(frames, hw), sampled=idx, fps=ep.fps, instruction=ep.instruction or "",
+                   source=ep.source, error="")
+    except (ValueError, FileNotFoundError, OSError) as e:
+        row.update(frames=np.zeros((0, 1, 1, 3), np.uint8), sampled=np.zeros(0, np.int64), fps=1.0,
+                   instruction="", source="", error=str(e))
+    return row
+
+
+class _Score:
+    """Actor: one scorer for its lifetime; scores decoded episodes."""
+
+    def __init__(self, method: str, config: dict) -> None:
+        from topreward.scorers.registry import load_scorer
+
+        self.scorer = load_scorer(method, **config)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import json
+
+        from topreward.backends.hf import ModelVideo
+        from topreward.episode import Episode
+
+        results, errors = [], []
+        for i in range(len(batch["episode_id"])):
+            if batch["error"][i]:
+                results.append("")
+                errors.append(str(batch["error"][i]))
+                continue
+            ep = Episode(
+                num_frames=int(batch["num_frames"][i]),
+                fps=float(batch["fps"][i]),
+                loader=lambda idx: (_ for _ in ()).throw(RuntimeError("frames were decoded upstream")),
+                instruction=str(batch["instruction"][i]),
+                source=str(batch["source"][i]),
+                episode_id=str(batch["episode_id"][i]),
+            )
+            mv = ModelVideo(np.asarray(batch["frames"][i]), np.asarray(batch["sampled"][i]), ep.fps)
+            try:
+                results.append(json.dumps(self.scorer.score_prepared(ep, mv).to_dict()))
+                errors.append("")
+            except ValueError as e:
+                results.append("")
+                errors.append(str(e))
+        return {"episode_id": batch["episode_id"], "result": np.array(results), "error": np.array(errors)}
+
+
+def score_with_ray(method: str, config, todo, source_factory, *, workers: int = 1, gpus_per_worker: float = 0.0) -> Iterator:
+    """Yield (task, ScoreResult | None, reason | None) for every task, as results arrive."""
+    import json
+
+    from transformers import AutoProcessor
+
+    from topreward.result import ScoreResult
+
+    if source_factory is None:
+        raise ValueError("engine='ray' needs source_factory, a picklable callable that reopens the source")
+    if not todo:
+        return
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init()
+    vp = AutoProcessor.from_pretrained(config.model, revision=config.revision).video_processor
+    sampling = {"fps": config.fps, "max_frames": config.max_frames, "max_pixels": config.max_pixels, "size": config.size}
+    by_id = {t.episode_id: t for t in todo}
+    ds = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
+    ds = ds.map(_decode, fn_kwargs={"source_factory": source_factory, "sampling": sampling,
+                                    "patch_factor": int(vp.patch_size * vp.merge_size)})
+    ds = ds.map_batches(_Score, fn_constructor_args=(method, asdict(config)), batch_size=1,
+                        compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker)
+    for row in ds.iter_rows():
+        task = by_id[str(row["episode_id"])]
+        if row["error"]:
+            yield task, None, str(row["error"])
+        else:
+            yield task, ScoreResult.from_dict(json.loads(row["result"])), None

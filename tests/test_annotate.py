@@ -1,0 +1,222 @@
+"""`topreward annotate` / `weights` / `rank`: RA-BC schema, resume after a kill, skipped episodes, Ray engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import topreward
+from topreward.annotate import ScorerSpec, annotate, read_annotations, work_path
+from topreward.cli import main
+from topreward.datasets import open_source
+from topreward.video import write_video
+from topreward.weights import awr_weights, rank_episodes
+
+from .conftest import colour_frames, load_backend
+from .helpers_lerobot import tree_snapshot, write_lerobot_v3
+
+SMALL = ["--max-frames", "6", "--num-prefixes", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny_model_dirs):
+    return topreward.load_scorer("topreward", model=str(tiny_model_dirs["qwen3_vl"]), max_frames=6, num_prefixes=3,
+                                 backend=load_backend(tiny_model_dirs, "qwen3_vl"))
+
+
+def make_manifest(root: Path, n: int, corrupt: tuple[int, ...] = ()) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        path = root / f"ep{i:02d}.mp4"
+        if i in corrupt:
+            path.write_bytes(b"not a video")
+        else:
+            write_video(path, colour_frames(8 + i % 3, 64, 64), fps=4)
+        rows.append({"video": path.name, "instruction": "open the drawer", "episode_id": f"ep{i:02d}"})
+    manifest = root / "tasks.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def test_lerobot_dataset_to_rabc_parquet(scorer, tmp_path):
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(10, 12, 8), episodes_per_video_file=3)
+    before = tree_snapshot(root)
+    out = tmp_path / "progress.parquet"
+    summary = annotate(open_source(root), scorer, out, progress_bar=False)
+    assert (summary.scored, summary.skipped) == (3, 0)
+    assert tree_snapshot(root) == before  # the dataset is only read
+    assert not work_path(out).exists()
+    table, meta = read_annotations(out)
+    assert table.column_names[:5] == ["index", "episode_index", "frame_index", "progress_sparse", "progress_dense"]
+    assert str(table.schema.field("progress_sparse").type) == "float"
+    idx = table["index"].to_numpy()
+    assert idx.tolist() == list(range(30))  # global frame index = dataset_from_index + frame_index
+    assert table["episode_index"].to_numpy().tolist() == [0] * 10 + [1] * 12 + [2] * 8
+    assert table["frame_index"].to_numpy().tolist() == [*range(10), *range(12), *range(8)]
+    p = table["progress_sparse"].to_numpy()
+    assert np.all((p >= 0) & (p <= 1)) and np.array_equal(p, table["progress_dense"].to_numpy())
+    lp = table["log_p_true"].to_numpy()
+    assert np.isfinite(lp[table["prefix_end"].to_numpy()]).all() and np.isnan(lp[~table["prefix_end"].to_numpy()]).all()
+    # the same numbers as scoring the episode on its own
+    ep1 = open_source(root).get("1")
+    r = scorer.score(ep1)
+    np.testing.assert_allclose(p[10:22], r.frame_progress, atol=1e-6)
+    assert meta["method"] == "topreward" and meta["model_id"] == scorer.config.model
+    assert meta["topreward_version"] == topreward.__version__ and meta["config"]["max_frames"] == 6
+    assert pq.read_schema(out).metadata[b"reward_model_path"].decode() == scorer.config.model
+
+
+def test_corrupt_video_is_skipped_and_recorded(scorer, tmp_path):
+    manifest = make_manifest(tmp_path / "m", 3, corrupt=(1,))
+    out = tmp_path / "p.parquet"
+    summary = annotate(open_source(manifest), scorer, out, progress_bar=False)
+    assert summary.scored == 2 and "ep01" in summary.skipped_reasons
+    table, meta = read_annotations(out)
+    assert [s["episode_id"] for s in meta["skipped"]] == ["ep01"]
+    assert "ep01.mp4" in meta["skipped"][0]["reason"]
+    assert sorted(set(table["episode_index"].to_numpy().tolist())) == [0, 2]
+
+
+def test_existing_output_is_refused(scorer, tmp_path):
+    manifest = make_manifest(tmp_path / "m", 1)
+    out = tmp_path / "p.parquet"
+    out.write_text("keep me")
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+        annotate(open_source(manifest), scorer, out, progress_bar=False)
+    assert out.read_text() == "keep me"
+    annotate(open_source(manifest), scorer, out, overwrite=True, progress_bar=False)
+    assert read_annotations(out)[0].num_rows == 8
+
+
+def _cli(manifest: Path, out: Path, model: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "topreward.cli", "annotate", str(manifest), "--out", str(out), "--model", str(model),
+            *SMALL, *extra]
+
+
+def test_kill_and_resume_loses_and_repeats_nothing(tiny_model_dirs, tmp_path):
+    manifest = make_manifest(tmp_path / "m", 30)
+    model = tiny_model_dirs["qwen3_vl"]
+    full = tmp_path / "full.parquet"
+    subprocess.run(_cli(manifest, full, model), check=True, capture_output=True)
+
+    out = tmp_path / "resumed.parquet"
+    work = work_path(out)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_cli(manifest, out, model), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if work.exists() and work.read_bytes().count(b"\n") >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not out.exists()
+    done_before = work.read_bytes().count(b"\n")
+    assert 2 <= done_before < 30
+
+    again = subprocess.run(_cli(manifest, out, model), capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr  # an interrupted run is not silently restarted
+
+    resumed = subprocess.run(_cli(manifest, out, model, "--resume"), check=True, capture_output=True, text=True)
+    assert f"{30 - done_before} episodes scored, {done_before} reused" in resumed.stdout
+    a, meta_a = read_annotations(full)
+    b, meta_b = read_annotations(out)
+    assert meta_a == meta_b and a.column_names == b.column_names
+    for name in a.column_names:
+        np.testing.assert_array_equal(a[name].to_numpy(), b[name].to_numpy())
+    assert not work.exists()
+
+
+def test_torn_last_line_is_dropped(scorer, tmp_path):
+    manifest = make_manifest(tmp_path / "m", 2)
+    out = tmp_path / "p.parquet"
+    full = annotate(open_source(manifest), scorer, tmp_path / "full.parquet", progress_bar=False).out
+    work_path(out).write_text('{"episode_id": "ep00", "trunc')  # a kill in the middle of a write
+    annotate(open_source(manifest), scorer, out, resume=True, progress_bar=False)
+    np.testing.assert_array_equal(read_annotations(out)[0]["progress_sparse"].to_numpy(),
+                                  read_annotations(full)[0]["progress_sparse"].to_numpy())
+
+
+def test_ray_engine_matches_local(scorer, tmp_path):
+    ray = pytest.importorskip("ray")
+    manifest = make_manifest(tmp_path / "m", 3, corrupt=(2,))
+    local = annotate(open_source(manifest), scorer, tmp_path / "local.parquet", progress_bar=False).out
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        import functools
+
+        summary = annotate(open_source(manifest), ScorerSpec("topreward", scorer.config), tmp_path / "ray.parquet",
+                           engine="ray", workers=1, source_factory=functools.partial(open_source, str(manifest)),
+                           progress_bar=False)
+    finally:
+        ray.shutdown()
+    assert summary.scored == 2 and summary.skipped == 1
+    a, meta_a = read_annotations(local)
+    b, meta_b = read_annotations(summary.out)
+    assert meta_a == meta_b
+    for name in a.column_names:  # identical up to float rounding (the actor runs on other threads)
+        np.testing.assert_allclose(a[name].to_numpy(), b[name].to_numpy(), atol=1e-5, rtol=0)
+
+
+def test_awr_weights_hand_values():
+    w, adv, beta = awr_weights(np.array([0.0, 0.2, 0.4, np.nan]), beta=0.2, max_weight=2.0)
+    np.testing.assert_allclose(adv[:3], [-0.2, 0.0, 0.2], atol=1e-12)
+    np.testing.assert_allclose(w[:3], [np.exp(-1), 1.0, 2.0])  # exp(1) = 2.718 capped at 2
+    assert np.isnan(w[3]) and beta == 0.2
+    _, adv, beta = awr_weights(np.array([1.0, 3.0]))
+    assert beta == pytest.approx(1.0)  # auto: std of the advantages
+    with pytest.raises(ValueError, match="beta"):
+        awr_weights(np.array([1.0, 2.0]), beta=-1)
+    with pytest.raises(ValueError, match="skipped"):
+        awr_weights(np.array([np.nan]))
+
+
+def test_weights_and_rank_commands(scorer, tmp_path, capsys):
+    manifest = make_manifest(tmp_path / "m", 4, corrupt=(3,))
+    ann = annotate(open_source(manifest), scorer, tmp_path / "p.parquet", progress_bar=False).out
+    assert main(["weights", str(ann), "--out", str(tmp_path / "w.parquet"), "--max-weight", "1.5"]) == 0
+    w = pq.read_table(tmp_path / "w.parquet")
+    weights = w["weight"].to_numpy()
+    ok = ~np.isnan(weights)
+    assert ok.sum() == 8 + 9 + 10 and np.all(weights[ok] <= 1.5) and np.all(weights[ok] > 0)
+    assert {"index", "episode_index", "frame_index", "progress_sparse", "advantage"} <= set(w.column_names)
+
+    ranked = rank_episodes(ann)
+    scores = [r["success_score"] for r in ranked]
+    assert scores[-1] is None and scores[:3] == sorted(scores[:3], reverse=True)
+    assert main(["rank", str(ann), "--top", "2", "--out", str(tmp_path / "keep.json")]) == 0
+    keep = json.loads((tmp_path / "keep.json").read_text())
+    assert keep == sorted(r["episode_index"] for r in ranked[:2])
+    assert "skipped" in capsys.readouterr().out
+
+
+def test_annotate_command_end_to_end(tiny_model_dirs, tmp_path, capsys):
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
+    out = tmp_path / "p.parquet"
+    assert main(["annotate", str(root), "--out", str(out), "--model", str(tiny_model_dirs["qwen2_5_vl"]),
+                 "--camera", "observation.images.wrist", "--episodes", "1:2", *SMALL]) == 0
+    table, _ = read_annotations(out)
+    assert table["episode_index"].to_numpy().tolist() == [1] * 7 and table["index"].to_numpy()[0] == 6
+    assert "1 episodes scored" in capsys.readouterr().out
+    assert main(["annotate", str(root), "--out", str(out), "--model", str(tiny_model_dirs["qwen2_5_vl"]),
+                 "--camera", "nope", *SMALL]) == 2
+    assert "observation.images.top" in capsys.readouterr().err
+
+
+def test_lerobot_rabc_reader_accepts_our_file(scorer, tmp_path):
+    rabc = pytest.importorskip("lerobot.utils.rabc", reason="lerobot does not install beside torch>=2.11")
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
+    out = annotate(open_source(root), scorer, tmp_path / "sarm_progress.parquet", progress_bar=False).out
+    weights = rabc.RABCWeights(str(out), chunk_size=2, head_mode="sparse")
+    assert weights is not None

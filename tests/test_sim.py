@@ -1,0 +1,282 @@
+"""Tests for topreward.sim: the shipped Meta-World fixture (always), ground-truth helpers (always), and fresh
+generation (only with metaworld, mujoco and EGL installed: ``pip install 'topreward[sim]'``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from topreward.groundtruth import ground_truth_for, stage_progress, validate_subtasks
+from topreward.sim import KINDS, TASK_INSTRUCTIONS, fixture_dir, generate, list_tasks
+from topreward.sim.metaworld_gen import (
+    FIXTURE_SEEDS,
+    FIXTURE_TASKS,
+    FIXTURE_TRIM_AFTER_SUCCESS,
+    info_progress,
+    moved_mask,
+    stage_labels,
+    subtasks_from_stages,
+    task_spec,
+)
+from topreward.video import probe_video, read_frames
+
+FIXTURE = fixture_dir()
+REQUIRED = {
+    "video",
+    "instruction",
+    "fps",
+    "episode_id",
+    "success",
+    "ever_success",
+    "progress",
+    "kind",
+    "task",
+    "seed",
+}
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    manifest = FIXTURE / "manifest.jsonl"
+    if not manifest.exists():
+        pytest.fail(f"{manifest} is missing; regenerate with topreward.sim.metaworld_gen.generate_fixture()")
+    return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The shipped fixture
+
+
+def test_fixture_manifest_is_complete(records):
+    want = {f"{t}_s{s}_{k}" for t in FIXTURE_TASKS for s in FIXTURE_SEEDS for k in KINDS}
+    assert {r["episode_id"] for r in records} == want
+    for r in records:
+        assert r.keys() >= REQUIRED, r["episode_id"]
+        assert r["kind"] in KINDS
+        assert r["instruction"] == TASK_INSTRUCTIONS[r["task"]]
+        assert not Path(r["video"]).is_absolute()
+        assert r["success"] == r["final_success"]
+        assert r["success_disagreement"] == (r["final_success"] != r["ever_success"])
+        assert r["generator"]["settings"]["trim_after_success"] == FIXTURE_TRIM_AFTER_SUCCESS
+
+
+def test_fixture_size_under_5_mb():
+    total = sum(p.stat().st_size for p in FIXTURE.rglob("*") if p.is_file())
+    assert total <= 5 * 2**20, f"sim fixture is {total / 2**20:.2f} MB"
+
+
+def test_fixture_videos_decode_with_matching_lengths(records):
+    for r in records:
+        info = probe_video(FIXTURE / r["video"])
+        assert (info.width, info.height) == (224, 224)
+        assert info.fps == pytest.approx(r["fps"])
+        assert (
+            info.num_frames == r["num_frames"] == len(r["progress"]) == len(r["stages"]) == len(r["reward"])
+        )
+    first = records[0]
+    frames = read_frames(FIXTURE / first["video"], [0, first["num_frames"] - 1])
+    assert frames.shape == (2, 224, 224, 3) and frames.dtype == np.uint8
+    assert frames[0].std() > 10  # a rendered scene, not a blank image
+
+
+def test_fixture_twins_have_the_experts_length(records):
+    lengths: dict[tuple[str, int], set[int]] = {}
+    for r in records:
+        lengths.setdefault((r["task"], r["seed"]), set()).add(r["num_frames"])
+    assert all(len(v) == 1 for v in lengths.values()), lengths
+
+
+def test_fixture_progress_in_unit_interval_and_used_as_ground_truth(records):
+    for r in records:
+        p = np.asarray(r["progress"])
+        assert np.all(np.isfinite(p)) and p.min() >= 0 and p.max() <= 1, r["episode_id"]
+        np.testing.assert_allclose(ground_truth_for(r, r["num_frames"], r["fps"], r["episode_id"]), p)
+
+
+def test_fixture_experts_succeed_and_progress_tracks_time(records):
+    from scipy.stats import spearmanr
+
+    for r in (r for r in records if r["kind"] == "expert"):
+        p = np.asarray(r["progress"])
+        assert r["success"] and r["ever_success"], r["episode_id"]
+        assert p[0] < 0.05 and p[-1] == 1.0
+        first = r["first_success_frame"]
+        assert r["num_frames"] == first + 1 + FIXTURE_TRIM_AFTER_SUCCESS
+        rho = spearmanr(np.arange(first), p[:first]).statistic  # before success, where progress still moves
+        assert rho > 0.9, (r["episode_id"], rho)
+
+
+def test_fixture_freeze_plateaus_and_random_stays_low(records):
+    for r in records:
+        p = np.asarray(r["progress"])
+        if r["kind"] == "freeze":
+            after = p[r["freeze_step"] + 5 :]
+            assert np.ptp(after) < 0.1, (r["episode_id"], np.ptp(after))
+            assert not r["success"]
+        if r["kind"] == "random":
+            assert p.max() < 0.3 and not r["ever_success"], r["episode_id"]
+
+
+def test_fixture_subtasks_valid_for_successes(records):
+    for r in records:
+        if r["success"]:
+            validate_subtasks(r["subtasks"], r["num_frames"], r["fps"], r["episode_id"])
+            gt = stage_progress(r["subtasks"], r["num_frames"], r["fps"], r["episode_id"])
+            assert gt[-1] == 1.0
+        else:
+            assert "subtasks" not in r
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pure helpers (no Meta-World needed)
+
+
+def test_info_progress_hand_computed():
+    dist = [0.2, 0.1, 0.05, 0.05, 0.05]
+    in_place = [0.2, 0.2, 0.3, 0.6, 1.0]  # moves at frame 2 (0.3 > 0.2 + 0.02)
+    success = [False, False, False, False, True]
+    got = info_progress(dist, in_place, success)
+    # reach = 1 - d/d0 = [0, .5, .75, .75, .75], latched to 1 from frame 2; place = (ip - .2) / .8
+    want = [0.0, 0.25, 0.5 + 0.5 * 0.125, 0.5 + 0.5 * 0.5, 1.0]
+    np.testing.assert_allclose(got, want)
+    np.testing.assert_allclose(
+        info_progress(dist, in_place, success, two_stage=False), [0, 0, 0.125, 0.5, 1.0]
+    )
+
+
+def test_info_progress_clips_and_handles_regressions():
+    # hand moves away first (reach clipped at 0), object pushed away from the goal (place clipped at 0)
+    got = info_progress([0.1, 0.3, 0.1], [0.5, 0.4, 0.45], [False] * 3)
+    np.testing.assert_allclose(got, [0, 0, 0])
+    with pytest.raises(ValueError, match="1-D of one non-zero length"):
+        info_progress([0.1], [0.1, 0.2], [False, False])
+
+
+def test_moved_mask_latches():
+    np.testing.assert_array_equal(moved_mask([0.1, 0.11, 0.2, 0.1]), [False, False, True, True])
+
+
+def test_stage_labels_and_subtasks():
+    labels = stage_labels([0.1, 0.1, 0.2, 0.5, 1.0, 1.0], [0, 0, 0, 0, 1, 1], ("reach", "push"))
+    assert labels == ["reach", "reach", "push", "push", "done", "done"]
+    subs = subtasks_from_stages(labels, ("reach", "push"), fps=2.0)
+    assert subs == [{"name": "reach", "start": 0.0, "end": 1.0}, {"name": "push", "start": 1.0, "end": 2.0}]
+    assert subtasks_from_stages(labels[:4], ("reach", "push"), fps=2.0) is None  # never done
+    # the object moved from the first frame on: no reach segment
+    assert subtasks_from_stages(["push", "done"], ("reach", "push"), fps=1.0) == [
+        {"name": "push", "start": 0.0, "end": 1.0}
+    ]
+
+
+def test_task_table():
+    assert len(list_tasks()) >= 8
+    assert TASK_INSTRUCTIONS["push-v3"] == "push the puck to the goal"
+    with pytest.raises(
+        ValueError, match=r"(?s)unknown Meta-World task 'fly-v3'.*\n  push-v3: 'push the puck"
+    ):
+        task_spec("fly-v3")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tasks": ["fly-v3"]}, "unknown Meta-World task"),
+        ({"kinds": ("expert", "lazy")}, "kinds must be"),
+        ({"seeds": [-1]}, "seeds must be"),
+        ({"max_steps": 501}, "max_steps"),
+        ({"size": 223}, "even"),
+        ({"fps": 0.0}, "fps"),
+    ],
+)
+def test_generate_rejects_bad_arguments(tmp_path, kwargs, match):
+    args = {"tasks": ["reach-v3"], "seeds": [0], **kwargs}
+    with pytest.raises(ValueError, match=match):
+        generate(tmp_path, **args)
+
+
+def test_generate_without_metaworld_says_how_to_install(tmp_path, monkeypatch):
+    # None in sys.modules makes the import raise ModuleNotFoundError, as when the package is not installed
+    monkeypatch.setitem(sys.modules, "mujoco", None)
+    monkeypatch.setitem(sys.modules, "metaworld.env_dict", None)
+    with pytest.raises(ImportError, match=r"pip install 'topreward\[sim\]'"):
+        generate(tmp_path, ["reach-v3"], [0], max_steps=2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fresh generation (skipped without Meta-World or EGL)
+
+
+def _need_sim() -> None:
+    """Skip unless metaworld and mujoco are installed and MuJoCo can render offscreen (EGL)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
+    missing = [m for m in ("mujoco", "metaworld") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed: pip install 'topreward[sim]'")
+    from topreward.sim import rendering_problem
+
+    problem = rendering_problem()  # importing mujoco already fails when its GL backend is missing
+    if problem:
+        pytest.skip(f"Meta-World episodes cannot be generated here: {problem}")
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> tuple[Path, Path]:
+    """The same short episodes generated twice, into two folders."""
+    _need_sim()
+    dirs = [tmp_path_factory.mktemp(f"sim{i}") for i in range(2)]
+    for d in dirs:
+        generate(d, ["reach-v3"], [3], kinds=("expert", "random"), max_steps=20, progress=False)
+    return dirs[0], dirs[1]
+
+
+def test_generate_is_deterministic(fresh):
+    a, b = fresh
+    for name in ("reach-v3_s3_expert.mp4", "reach-v3_s3_random.mp4"):
+        assert (a / "videos" / name).read_bytes() == (b / "videos" / name).read_bytes(), name
+    assert (a / "manifest.jsonl").read_text() == (b / "manifest.jsonl").read_text()
+
+
+def test_generate_writes_valid_episodes(fresh):
+    a, _ = fresh
+    recs = [json.loads(line) for line in (a / "manifest.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in recs] == ["expert", "random"]
+    for r in recs:
+        assert r.keys() >= REQUIRED
+        frames = read_frames(a / r["video"])
+        assert frames.shape == (20, 224, 224, 3)
+        assert len(r["progress"]) == 20 and 0 <= min(r["progress"]) <= max(r["progress"]) <= 1
+    expert, random = (np.asarray(r["progress"]) for r in recs)
+    assert expert[-1] > random[-1]  # 20 steps: the expert is on its way, random actions go nowhere
+
+
+def test_generate_resumes_and_checks_settings(fresh, tmp_path):
+    a, _ = fresh
+    videos = a / "videos"
+    kept = videos / "reach-v3_s3_expert.mp4"
+    redo = videos / "reach-v3_s3_random.mp4"
+    kept_mtime, redo_bytes = kept.stat().st_mtime_ns, redo.read_bytes()
+    redo.unlink()
+    manifest = generate(a, ["reach-v3"], [3], kinds=("expert", "random"), max_steps=20, progress=False)
+    assert kept.stat().st_mtime_ns == kept_mtime  # skipped
+    assert redo.read_bytes() == redo_bytes  # regenerated, identical
+    assert len(manifest.read_text().splitlines()) == 2
+    with pytest.raises(ValueError, match="generated with settings"):
+        generate(a, ["reach-v3"], [3], kinds=("expert",), max_steps=21, progress=False)
+
+
+def test_generate_twins_follow_trimmed_expert(tmp_path):
+    _need_sim()
+    manifest = generate(
+        tmp_path, ["reach-v3"], [0], kinds=("freeze",), max_steps=60, trim_after_success=2, progress=False
+    )
+    (rec,) = [json.loads(line) for line in manifest.read_text().splitlines()]
+    first = rec["expert_first_success_frame"]
+    assert first is not None and first < 57, "reach-v3 seed 0's expert should succeed within 60 steps"
+    assert rec["num_frames"] == first + 3 == probe_video(tmp_path / rec["video"]).num_frames
+    assert 1 <= rec["freeze_step"] <= first + 1
