@@ -178,6 +178,31 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from topreward.bench import BenchConfig, BenchDataset, run_bench
+    from topreward.bench.presets import preset
+    from topreward.bench.report import text_table
+    from topreward.scorers.registry import load_scorer, scorer_config_class
+
+    datasets = [BenchDataset(Path(str(spec).rstrip("/")).name, spec) for spec in args.datasets]
+    episodes = args.episodes
+    if args.preset:
+        p = preset(args.preset)
+        datasets += [BenchDataset(d.name, d.spec, d.paper_voc) for d in p["datasets"]]
+        episodes = episodes or p["episodes"]
+    if not datasets:
+        raise ValueError("name at least one dataset (manifest, folder, LeRobot root or Hub id) or --preset")
+    controls = tuple(c for c in args.controls.split(",") if c) if args.controls != "none" else ()
+    bench = BenchConfig(episodes=episodes or 20, seed=args.seed, controls=controls,
+                        max_instructions=args.max_instructions)
+    config = config_from_args(scorer_config_class(args.method), args)
+    scorer = load_scorer(args.method, **dataclasses.asdict(config))
+    summaries = run_bench(datasets, scorer, args.out, bench, progress_bar=not args.quiet)
+    print(text_table(summaries))
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from topreward.scorers.registry import list_scorers
 
@@ -245,6 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=None, help="keep episodes with success score >= this")
     p.add_argument("--out", default=None, help="write the kept episode indices as a JSON list")
     p.set_defaults(func=_cmd_rank)
+
+    p = sub.add_parser("bench", help="evaluate a method on datasets: VOC, success AUC, controls, report")
+    p.add_argument("datasets", nargs="*", help="manifests, video folders, LeRobot roots or Hub ids")
+    p.add_argument("--preset", default=None, help="a named dataset list, e.g. oxe39 (the paper's Table 6)")
+    p.add_argument("--out", required=True, help="output folder (results, report.md, plots); reruns resume")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per dataset (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode draw")
+    p.add_argument("--controls", default="static,reversed,mismatch",
+                   help="comma list of static, reversed, mismatch, or none (default: all)")
+    p.add_argument("--max-instructions", type=int, default=8, help="instructions per dataset in the mismatch control")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--method", default="topreward", help="scoring method (see `topreward list`)")
+    add_config_flags(p, TOPRewardConfig)
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("list", help="list scoring methods")
     p.set_defaults(func=_cmd_list)

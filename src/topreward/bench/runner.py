@@ -115,7 +115,7 @@ def _finite(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def episode_record(dataset: str, ep: Episode, result, controls: dict[str, Any]) -> dict[str, Any]:
+def episode_record(dataset: str, ep: Episode, gt: np.ndarray | None, result, controls: dict[str, Any]) -> dict[str, Any]:
     ends = np.asarray(result.prefix_end_frames)
     rec: dict[str, Any] = {
         "dataset": dataset,
@@ -133,7 +133,6 @@ def episode_record(dataset: str, ep: Episode, result, controls: dict[str, Any]) 
         "gt_spearman": None,
         "gt_pearson": None,
     }
-    gt = ground_truth_for(ep.annotations, ep.num_frames, ep.fps, episode=f"{dataset}/{ep.episode_id}")
     if gt is not None:
         at_ends = np.asarray(gt)[ends]
         rec["gt"] = at_ends.tolist()
@@ -226,11 +225,13 @@ def run_bench(
         for eid in tqdm(chosen, desc=ds.name, unit="ep", disable=not progress_bar):
             if (ds.name, str(eid)) in episodes_log:
                 continue
+            ep = source.get(eid)
+            # bad annotations are the user's to fix: an error naming the episode, never silently no target
+            gt = ground_truth_for(ep.annotations, ep.num_frames, ep.fps, episode=f"{ds.name}/{eid}")
             try:
-                ep = source.get(eid)
                 result = scorer.score(ep)
-                rec = episode_record(ds.name, ep, result, _controls(scorer, ep, result, config.controls))
-            except (ValueError, FileNotFoundError, OSError) as e:
+                rec = episode_record(ds.name, ep, gt, result, _controls(scorer, ep, result, config.controls))
+            except (ValueError, FileNotFoundError, OSError) as e:  # e.g. a corrupt video: skip, recorded
                 logger.warning("%s/%s skipped: %s", ds.name, eid, e)
                 rec = {"dataset": ds.name, "episode_id": str(eid), "skipped": str(e)}
             episodes_log.add(rec)

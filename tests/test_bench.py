@@ -1,0 +1,144 @@
+"""The bench harness: a noisy-oracle scorer recovers high VOC and AUC; every control runs; runs resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from topreward.bench import BenchConfig, BenchDataset, run_bench
+from topreward.bench.presets import preset
+from topreward.bench.runner import choose_episodes, reversed_episode, static_episode
+from topreward.cli import main
+from topreward.result import ScoreResult
+from topreward.rewards import frame_progress, minmax_progress
+from topreward.sampling import prefix_lengths, sample_indices
+from topreward.video import write_video
+
+SCALE = 200.0  # red channel = SCALE * ground-truth progress
+
+
+class NoisyOracle:
+    """Test helper: reads the ground-truth progress painted into each frame's red channel, adds noise."""
+
+    name = "noisy-oracle"
+
+    def __init__(self, noise: float = 0.02, seed: int = 0) -> None:
+        self.noise, self.rng, self.calls = noise, np.random.default_rng(seed), 0
+
+    def score(self, ep) -> ScoreResult:
+        self.calls += 1
+        idx = sample_indices(ep.num_frames, ep.fps, 2.0, 16)
+        ks = prefix_lengths(len(idx), None)
+        p = ep.frames(idx)[..., 0].mean(axis=(1, 2)) / SCALE + self.rng.normal(0, self.noise, len(idx))
+        lp = np.log(np.clip(p, 1e-3, 1.0))
+        ends = idx[np.asarray(ks) - 1]
+        prog = minmax_progress(lp)
+        return ScoreResult("noisy-oracle", ep.instruction, ep.num_frames, ep.fps, idx, np.asarray(ks), ends, lp,
+                           np.log1p(-np.exp(lp) + 1e-9), prog, frame_progress(ends, prog, ep.num_frames),
+                           float(lp[-3:].mean()), np.zeros(ep.num_frames), {}, {}, "test")
+
+
+def painted_episode(path: Path, progress: np.ndarray, fps: float = 10) -> None:
+    frames = np.zeros((len(progress), 32, 32, 3), np.uint8)
+    frames[..., 0] = np.round(SCALE * progress)[:, None, None].astype(np.uint8)
+    frames[..., 1] = 60
+    write_video(path, frames, fps)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench")
+    rows = []
+    for i in range(6):
+        n = 40 + 5 * i
+        success = i < 4
+        gt = np.linspace(0, 1, n) if success else np.minimum(np.linspace(0, 1, n), 0.4)
+        painted_episode(root / f"ep{i}.mp4", gt)
+        row = {"video": f"ep{i}.mp4", "instruction": ["open the drawer", "push the button"][i % 2], "success": success,
+               "episode_id": f"ep{i}"}
+        if i == 1:  # stage-aware ground truth for one episode (two halves)
+            row["subtasks"] = [{"name": "reach", "start": 0.0, "end": n / 20}, {"name": "open", "start": n / 20,
+                                                                               "end": n / 10}]
+        elif not success:
+            row["progress"] = gt.tolist()
+        rows.append(row)
+    manifest = root / "tasks.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def test_noisy_oracle_recovers_high_voc_and_auc_and_controls_run(dataset, tmp_path):
+    oracle = NoisyOracle()
+    (s,) = run_bench([BenchDataset("toy", str(dataset))], oracle, tmp_path, BenchConfig(episodes=6),
+                     progress_bar=False)
+    assert s.n == 6
+    assert s.values["voc"][0] > 0.8
+    assert s.values["gt_spearman"][0] > 0.8
+    assert s.success_auc == pytest.approx(1.0)
+    assert s.values["reversed_voc"][0] < -0.5
+    assert s.values["static_voc"][0] < s.values["voc"][0] - 0.3  # no signal in a static video
+    assert s.values["debiased_voc"] is not None
+    assert s.mismatch_diag == pytest.approx(0.5, abs=0.05)  # a blind scorer sits at chance with 2 instructions
+    assert s.mismatch_top1 is not None
+    report = (tmp_path / "report.md").read_text()
+    assert "| toy | 6 |" in report and "curves_toy.png" in report
+    assert (tmp_path / "curves_toy.png").exists() and (tmp_path / "voc_hist.png").exists()
+    # 6 episodes + 6 static + 6 reversed + 6 mismatched-instruction runs
+    assert oracle.calls == 24
+
+
+def test_bench_resumes_without_rescoring(dataset, tmp_path):
+    run_bench([BenchDataset("toy", str(dataset))], NoisyOracle(), tmp_path, BenchConfig(episodes=3, controls=()),
+              progress_bar=False)
+    again = NoisyOracle()
+    (s,) = run_bench([BenchDataset("toy", str(dataset))], again, tmp_path, BenchConfig(episodes=3, controls=()),
+                     progress_bar=False)
+    assert again.calls == 0 and s.n == 3
+
+
+def test_episode_draw_is_seeded():
+    ids = [str(i) for i in range(50)]
+    assert choose_episodes(ids, 5, 0) == choose_episodes(ids, 5, 0)
+    assert choose_episodes(ids, 5, 0) != choose_episodes(ids, 5, 1)
+    assert choose_episodes(ids[:3], 5, 0) == ids[:3]
+
+
+def test_control_videos(dataset):
+    from topreward.datasets import open_source
+
+    ep = open_source(dataset).get("ep0")
+    s, r = static_episode(ep), reversed_episode(ep)
+    np.testing.assert_array_equal(s.frames([0, 10, 39]), ep.frames([0, 0, 0]))
+    np.testing.assert_array_equal(r.frames([0, 39]), ep.frames([39, 0]))
+    assert s.num_frames == ep.num_frames and s.instruction == ep.instruction
+
+
+def test_bad_annotations_name_the_episode(tmp_path):
+    painted_episode(tmp_path / "a.mp4", np.linspace(0, 1, 20))
+    (tmp_path / "m.jsonl").write_text(json.dumps({"video": "a.mp4", "instruction": "x", "episode_id": "a",
+                                                  "progress": [0.5] * 3}) + "\n")
+    with pytest.raises(ValueError, match="episode bad/a: progress"):
+        run_bench([BenchDataset("bad", str(tmp_path / "m.jsonl"))], NoisyOracle(), tmp_path / "o",
+                  BenchConfig(controls=()), progress_bar=False)
+
+
+def test_oxe39_preset():
+    p = preset("oxe39")
+    assert len(p["datasets"]) == 39 and p["episodes"] == 20
+    assert all(d.spec.startswith("lerobot/") for d in p["datasets"])
+    assert np.mean([d.paper_voc for d in p["datasets"]]) == pytest.approx(0.857, abs=0.002)  # paper: 0.857
+    with pytest.raises(ValueError, match="oxe39"):
+        preset("oxe40")
+
+
+def test_bench_command_with_tiny_model(dataset, tiny_model_dirs, tmp_path, capsys):
+    code = main(["bench", str(dataset), "--out", str(tmp_path), "--episodes", "2", "--model",
+                 str(tiny_model_dirs["qwen3_vl"]), "--max-frames", "4", "--num-prefixes", "3", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "tasks" in out and "static VOC" in out and (tmp_path / "report.md").exists()
+    lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all("static_voc" in json.loads(x) for x in lines)
