@@ -25,17 +25,39 @@ from topreward.tiny import _special_ids, build_processor, build_tokenizer
 PRESETS = {
     # Qwen3-VL-2B widths (text 28 layers, vision 24 in the real model)
     "2b": {
-        "text": {"hidden_size": 2048, "intermediate_size": 6144, "num_attention_heads": 16, "num_key_value_heads": 8,
-                 "head_dim": 128, "num_hidden_layers": 28},
-        "vision": {"hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16, "depth": 24,
-                   "deepstack_visual_indexes": [5, 11, 17]},
+        "text": {
+            "hidden_size": 2048,
+            "intermediate_size": 6144,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "num_hidden_layers": 28,
+        },
+        "vision": {
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_heads": 16,
+            "depth": 24,
+            "deepstack_visual_indexes": [5, 11, 17],
+        },
     },
     # Qwen3-VL-8B
     "8b": {
-        "text": {"hidden_size": 4096, "intermediate_size": 12288, "num_attention_heads": 32, "num_key_value_heads": 8,
-                 "head_dim": 128, "num_hidden_layers": 36},
-        "vision": {"hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16, "depth": 27,
-                   "deepstack_visual_indexes": [8, 16, 24]},
+        "text": {
+            "hidden_size": 4096,
+            "intermediate_size": 12288,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "num_hidden_layers": 36,
+        },
+        "vision": {
+            "hidden_size": 1152,
+            "intermediate_size": 4304,
+            "num_heads": 16,
+            "depth": 27,
+            "deepstack_visual_indexes": [8, 16, 24],
+        },
     },
 }
 
@@ -45,18 +67,35 @@ def build(preset: str, text_layers: int | None, vision_layers: int | None, path:
 
     tok = build_tokenizer()
     spec = PRESETS[preset]
-    text = {**spec["text"], "vocab_size": len(tok), "max_position_embeddings": 262144, "initializer_range": 0.02,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [24, 20, 20],
-                                "mrope_interleaved": True}}
-    vision = {**spec["vision"], "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
-              "out_hidden_size": spec["text"]["hidden_size"], "num_position_embeddings": 2304}
+    text = {
+        **spec["text"],
+        "vocab_size": len(tok),
+        "max_position_embeddings": 262144,
+        "initializer_range": 0.02,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 5_000_000.0,
+            "mrope_section": [24, 20, 20],
+            "mrope_interleaved": True,
+        },
+    }
+    vision = {
+        **spec["vision"],
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "out_hidden_size": spec["text"]["hidden_size"],
+        "num_position_embeddings": 2304,
+    }
     if text_layers:
         text["num_hidden_layers"] = text_layers
     if vision_layers:
         vision["depth"] = vision_layers
         vision["deepstack_visual_indexes"] = list(range(min(vision_layers, text["num_hidden_layers"], 3)))
     torch.manual_seed(0)
-    model = Qwen3VLForConditionalGeneration(Qwen3VLConfig(text_config=text, vision_config=vision, **_special_ids(tok)))
+    model = Qwen3VLForConditionalGeneration(
+        Qwen3VLConfig(text_config=text, vision_config=vision, **_special_ids(tok))
+    )
     model.save_pretrained(path)
     build_processor("qwen3_vl", tok).save_pretrained(path)
 
@@ -104,10 +143,14 @@ def main() -> None:
     ref, t_ref = timed(lambda: backend.reference_log_probs(video, ks, prompt, ids))
     diff = float(np.abs(fast - ref).max())
     n_layers = backend.model.config.text_config.num_hidden_layers
-    print(f"model: Qwen3-VL {args.preset} width, {n_layers} text / {backend.model.config.vision_config.depth} vision "
-          f"layers, {args.dtype} on {args.device}; {args.frames} frames {args.size}x{args.size}, {len(ks)} prefixes")
-    print(f"tokens: full sequence {len(full)}, prompt suffix {suffix}, reference total "
-          f"{sum(len(layouts[k]) for k in ks)}")
+    print(
+        f"model: Qwen3-VL {args.preset} width, {n_layers} text / {backend.model.config.vision_config.depth} vision "
+        f"layers, {args.dtype} on {args.device}; {args.frames} frames {args.size}x{args.size}, {len(ks)} prefixes"
+    )
+    print(
+        f"tokens: full sequence {len(full)}, prompt suffix {suffix}, reference total "
+        f"{sum(len(layouts[k]) for k in ks)}"
+    )
     print(f"reference: {t_ref:.2f} s   fast: {t_fast:.2f} s")
     print(f"measured_ratio={t_ref / t_fast:.2f} ideal_ratio={ideal:.2f} max_abs_diff={diff:.2e}")
 

@@ -29,8 +29,13 @@ SMALL = ["--max-frames", "6", "--num-prefixes", "3", "--quiet"]
 
 @pytest.fixture(scope="module")
 def scorer(tiny_model_dirs):
-    return topreward.load_scorer("topreward", model=str(tiny_model_dirs["qwen3_vl"]), max_frames=6, num_prefixes=3,
-                                 backend=load_backend(tiny_model_dirs, "qwen3_vl"))
+    return topreward.load_scorer(
+        "topreward",
+        model=str(tiny_model_dirs["qwen3_vl"]),
+        max_frames=6,
+        num_prefixes=3,
+        backend=load_backend(tiny_model_dirs, "qwen3_vl"),
+    )
 
 
 def make_manifest(root: Path, n: int, corrupt: tuple[int, ...] = ()) -> Path:
@@ -57,7 +62,13 @@ def test_lerobot_dataset_to_rabc_parquet(scorer, tmp_path):
     assert tree_snapshot(root) == before  # the dataset is only read
     assert not work_path(out).exists()
     table, meta = read_annotations(out)
-    assert table.column_names[:5] == ["index", "episode_index", "frame_index", "progress_sparse", "progress_dense"]
+    assert table.column_names[:5] == [
+        "index",
+        "episode_index",
+        "frame_index",
+        "progress_sparse",
+        "progress_dense",
+    ]
     assert str(table.schema.field("progress_sparse").type) == "float"
     idx = table["index"].to_numpy()
     assert idx.tolist() == list(range(30))  # global frame index = dataset_from_index + frame_index
@@ -66,7 +77,10 @@ def test_lerobot_dataset_to_rabc_parquet(scorer, tmp_path):
     p = table["progress_sparse"].to_numpy()
     assert np.all((p >= 0) & (p <= 1)) and np.array_equal(p, table["progress_dense"].to_numpy())
     lp = table["log_p_true"].to_numpy()
-    assert np.isfinite(lp[table["prefix_end"].to_numpy()]).all() and np.isnan(lp[~table["prefix_end"].to_numpy()]).all()
+    assert (
+        np.isfinite(lp[table["prefix_end"].to_numpy()]).all()
+        and np.isnan(lp[~table["prefix_end"].to_numpy()]).all()
+    )
     # the same numbers as scoring the episode on its own
     ep1 = open_source(root).get("1")
     r = scorer.score(ep1)
@@ -99,8 +113,19 @@ def test_existing_output_is_refused(scorer, tmp_path):
 
 
 def _cli(manifest: Path, out: Path, model: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "topreward.cli", "annotate", str(manifest), "--out", str(out), "--model", str(model),
-            *SMALL, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "topreward.cli",
+        "annotate",
+        str(manifest),
+        "--out",
+        str(out),
+        "--model",
+        str(model),
+        *SMALL,
+        *extra,
+    ]
 
 
 def test_kill_and_resume_loses_and_repeats_nothing(tiny_model_dirs, tmp_path):
@@ -112,7 +137,9 @@ def test_kill_and_resume_loses_and_repeats_nothing(tiny_model_dirs, tmp_path):
     out = tmp_path / "resumed.parquet"
     work = work_path(out)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(_cli(manifest, out, model), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        _cli(manifest, out, model), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if work.exists() and work.read_bytes().count(b"\n") >= 2:
@@ -126,9 +153,13 @@ def test_kill_and_resume_loses_and_repeats_nothing(tiny_model_dirs, tmp_path):
     assert 2 <= done_before < 30
 
     again = subprocess.run(_cli(manifest, out, model), capture_output=True, text=True)
-    assert again.returncode == 2 and "--resume" in again.stderr  # an interrupted run is not silently restarted
+    assert (
+        again.returncode == 2 and "--resume" in again.stderr
+    )  # an interrupted run is not silently restarted
 
-    resumed = subprocess.run(_cli(manifest, out, model, "--resume"), check=True, capture_output=True, text=True)
+    resumed = subprocess.run(
+        _cli(manifest, out, model, "--resume"), check=True, capture_output=True, text=True
+    )
     assert f"{30 - done_before} episodes scored, {done_before} reused" in resumed.stdout
     a, meta_a = read_annotations(full)
     b, meta_b = read_annotations(out)
@@ -144,8 +175,10 @@ def test_torn_last_line_is_dropped(scorer, tmp_path):
     full = annotate(open_source(manifest), scorer, tmp_path / "full.parquet", progress_bar=False).out
     work_path(out).write_text('{"episode_id": "ep00", "trunc')  # a kill in the middle of a write
     annotate(open_source(manifest), scorer, out, resume=True, progress_bar=False)
-    np.testing.assert_array_equal(read_annotations(out)[0]["progress_sparse"].to_numpy(),
-                                  read_annotations(full)[0]["progress_sparse"].to_numpy())
+    np.testing.assert_array_equal(
+        read_annotations(out)[0]["progress_sparse"].to_numpy(),
+        read_annotations(full)[0]["progress_sparse"].to_numpy(),
+    )
 
 
 def test_ray_engine_matches_local(scorer, tmp_path):
@@ -156,9 +189,15 @@ def test_ray_engine_matches_local(scorer, tmp_path):
     try:
         import functools
 
-        summary = annotate(open_source(manifest), ScorerSpec("topreward", scorer.config), tmp_path / "ray.parquet",
-                           engine="ray", workers=1, source_factory=functools.partial(open_source, str(manifest)),
-                           progress_bar=False)
+        summary = annotate(
+            open_source(manifest),
+            ScorerSpec("topreward", scorer.config),
+            tmp_path / "ray.parquet",
+            engine="ray",
+            workers=1,
+            source_factory=functools.partial(open_source, str(manifest)),
+            progress_bar=False,
+        )
     finally:
         ray.shutdown()
     assert summary.scored == 2 and summary.skipped == 1
@@ -204,13 +243,43 @@ def test_weights_and_rank_commands(scorer, tmp_path, capsys):
 def test_annotate_command_end_to_end(tiny_model_dirs, tmp_path, capsys):
     root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
     out = tmp_path / "p.parquet"
-    assert main(["annotate", str(root), "--out", str(out), "--model", str(tiny_model_dirs["qwen2_5_vl"]),
-                 "--camera", "observation.images.wrist", "--episodes", "1:2", *SMALL]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(root),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model_dirs["qwen2_5_vl"]),
+                "--camera",
+                "observation.images.wrist",
+                "--episodes",
+                "1:2",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
     table, _ = read_annotations(out)
     assert table["episode_index"].to_numpy().tolist() == [1] * 7 and table["index"].to_numpy()[0] == 6
     assert "1 episodes scored" in capsys.readouterr().out
-    assert main(["annotate", str(root), "--out", str(out), "--model", str(tiny_model_dirs["qwen2_5_vl"]),
-                 "--camera", "nope", *SMALL]) == 2
+    assert (
+        main(
+            [
+                "annotate",
+                str(root),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model_dirs["qwen2_5_vl"]),
+                "--camera",
+                "nope",
+                *SMALL,
+            ]
+        )
+        == 2
+    )
     assert "observation.images.top" in capsys.readouterr().err
 
 

@@ -36,9 +36,24 @@ class NoisyOracle:
         lp = np.log(np.clip(p, 1e-3, 1.0))
         ends = idx[np.asarray(ks) - 1]
         prog = minmax_progress(lp)
-        return ScoreResult("noisy-oracle", ep.instruction, ep.num_frames, ep.fps, idx, np.asarray(ks), ends, lp,
-                           np.log1p(-np.exp(lp) + 1e-9), prog, frame_progress(ends, prog, ep.num_frames),
-                           float(lp[-3:].mean()), np.zeros(ep.num_frames), {}, {}, "test")
+        return ScoreResult(
+            "noisy-oracle",
+            ep.instruction,
+            ep.num_frames,
+            ep.fps,
+            idx,
+            np.asarray(ks),
+            ends,
+            lp,
+            np.log1p(-np.exp(lp) + 1e-9),
+            prog,
+            frame_progress(ends, prog, ep.num_frames),
+            float(lp[-3:].mean()),
+            np.zeros(ep.num_frames),
+            {},
+            {},
+            "test",
+        )
 
 
 def painted_episode(path: Path, progress: np.ndarray, fps: float = 10) -> None:
@@ -57,11 +72,17 @@ def dataset(tmp_path_factory) -> Path:
         success = i < 4
         gt = np.linspace(0, 1, n) if success else np.minimum(np.linspace(0, 1, n), 0.4)
         painted_episode(root / f"ep{i}.mp4", gt)
-        row = {"video": f"ep{i}.mp4", "instruction": ["open the drawer", "push the button"][i % 2], "success": success,
-               "episode_id": f"ep{i}"}
+        row = {
+            "video": f"ep{i}.mp4",
+            "instruction": ["open the drawer", "push the button"][i % 2],
+            "success": success,
+            "episode_id": f"ep{i}",
+        }
         if i == 1:  # stage-aware ground truth for one episode (two halves)
-            row["subtasks"] = [{"name": "reach", "start": 0.0, "end": n / 20}, {"name": "open", "start": n / 20,
-                                                                               "end": n / 10}]
+            row["subtasks"] = [
+                {"name": "reach", "start": 0.0, "end": n / 20},
+                {"name": "open", "start": n / 20, "end": n / 10},
+            ]
         elif not success:
             row["progress"] = gt.tolist()
         rows.append(row)
@@ -72,8 +93,9 @@ def dataset(tmp_path_factory) -> Path:
 
 def test_noisy_oracle_recovers_high_voc_and_auc_and_controls_run(dataset, tmp_path):
     oracle = NoisyOracle()
-    (s,) = run_bench([BenchDataset("toy", str(dataset))], oracle, tmp_path, BenchConfig(episodes=6),
-                     progress_bar=False)
+    (s,) = run_bench(
+        [BenchDataset("toy", str(dataset))], oracle, tmp_path, BenchConfig(episodes=6), progress_bar=False
+    )
     assert s.n == 6
     assert s.values["voc"][0] > 0.8
     assert s.values["gt_spearman"][0] > 0.8
@@ -81,7 +103,9 @@ def test_noisy_oracle_recovers_high_voc_and_auc_and_controls_run(dataset, tmp_pa
     assert s.values["reversed_voc"][0] < -0.5
     assert s.values["static_voc"][0] < s.values["voc"][0] - 0.3  # no signal in a static video
     assert s.values["debiased_voc"] is not None
-    assert s.mismatch_diag == pytest.approx(0.5, abs=0.05)  # a blind scorer sits at chance with 2 instructions
+    assert s.mismatch_diag == pytest.approx(
+        0.5, abs=0.05
+    )  # a blind scorer sits at chance with 2 instructions
     assert s.mismatch_top1 is not None
     report = (tmp_path / "report.md").read_text()
     assert "| toy | 6 |" in report and "curves_toy.png" in report
@@ -91,11 +115,21 @@ def test_noisy_oracle_recovers_high_voc_and_auc_and_controls_run(dataset, tmp_pa
 
 
 def test_bench_resumes_without_rescoring(dataset, tmp_path):
-    run_bench([BenchDataset("toy", str(dataset))], NoisyOracle(), tmp_path, BenchConfig(episodes=3, controls=()),
-              progress_bar=False)
+    run_bench(
+        [BenchDataset("toy", str(dataset))],
+        NoisyOracle(),
+        tmp_path,
+        BenchConfig(episodes=3, controls=()),
+        progress_bar=False,
+    )
     again = NoisyOracle()
-    (s,) = run_bench([BenchDataset("toy", str(dataset))], again, tmp_path, BenchConfig(episodes=3, controls=()),
-                     progress_bar=False)
+    (s,) = run_bench(
+        [BenchDataset("toy", str(dataset))],
+        again,
+        tmp_path,
+        BenchConfig(episodes=3, controls=()),
+        progress_bar=False,
+    )
     assert again.calls == 0 and s.n == 3
 
 
@@ -118,11 +152,17 @@ def test_control_videos(dataset):
 
 def test_bad_annotations_name_the_episode(tmp_path):
     painted_episode(tmp_path / "a.mp4", np.linspace(0, 1, 20))
-    (tmp_path / "m.jsonl").write_text(json.dumps({"video": "a.mp4", "instruction": "x", "episode_id": "a",
-                                                  "progress": [0.5] * 3}) + "\n")
+    (tmp_path / "m.jsonl").write_text(
+        json.dumps({"video": "a.mp4", "instruction": "x", "episode_id": "a", "progress": [0.5] * 3}) + "\n"
+    )
     with pytest.raises(ValueError, match="episode bad/a: progress"):
-        run_bench([BenchDataset("bad", str(tmp_path / "m.jsonl"))], NoisyOracle(), tmp_path / "o",
-                  BenchConfig(controls=()), progress_bar=False)
+        run_bench(
+            [BenchDataset("bad", str(tmp_path / "m.jsonl"))],
+            NoisyOracle(),
+            tmp_path / "o",
+            BenchConfig(controls=()),
+            progress_bar=False,
+        )
 
 
 def test_oxe39_preset():
@@ -135,10 +175,61 @@ def test_oxe39_preset():
 
 
 def test_bench_command_with_tiny_model(dataset, tiny_model_dirs, tmp_path, capsys):
-    code = main(["bench", str(dataset), "--out", str(tmp_path), "--episodes", "2", "--model",
-                 str(tiny_model_dirs["qwen3_vl"]), "--max-frames", "4", "--num-prefixes", "3", "--quiet"])
+    code = main(
+        [
+            "bench",
+            str(dataset),
+            "--out",
+            str(tmp_path),
+            "--episodes",
+            "2",
+            "--model",
+            str(tiny_model_dirs["qwen3_vl"]),
+            "--max-frames",
+            "4",
+            "--num-prefixes",
+            "3",
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "tasks" in out and "static VOC" in out and (tmp_path / "report.md").exists()
     lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all("static_voc" in json.loads(x) for x in lines)
+
+
+def test_bench_on_the_shipped_sim_fixture_with_tiny_model(tiny_model_dirs, tmp_path, capsys):
+    from topreward.sim import fixture_dir
+
+    manifest = fixture_dir() / "manifest.jsonl"
+    code = main(
+        [
+            "bench",
+            str(manifest),
+            "--out",
+            str(tmp_path),
+            "--episodes",
+            "16",
+            "--model",
+            str(tiny_model_dirs["qwen3_vl"]),
+            "--max-frames",
+            "6",
+            "--num-prefixes",
+            "4",
+            "--controls",
+            "static,reversed",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    records = [json.loads(x) for x in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert len(records) == 16 and all(r["gt"] is not None for r in records)
+    labels = {r["success"] for r in records}
+    assert labels == {True, False}  # so the success AUC column is filled
+    assert "success AUC" in capsys.readouterr().out
+
+
+def test_sim_command_lists_tasks(capsys):
+    assert main(["sim", "--list-tasks"]) == 0
+    assert "push-v3" in capsys.readouterr().out

@@ -25,9 +25,25 @@ def test_help_of_every_subcommand(command, capsys):
 
 def test_score_writes_json_and_plot(tiny_model_dirs, sample_video, tmp_path, capsys):
     out, png = tmp_path / "r.json", tmp_path / "c.png"
-    code = main(["score", str(sample_video), "open the drawer", "--model", str(tiny_model_dirs["qwen2_5_vl"]),
-                 "--out", str(out), "--plot", str(png), "--num-prefixes", "all", "--size", "56x84",
-                 "--path", "reference"])
+    code = main(
+        [
+            "score",
+            str(sample_video),
+            "open the drawer",
+            "--model",
+            str(tiny_model_dirs["qwen2_5_vl"]),
+            "--out",
+            str(out),
+            "--plot",
+            str(png),
+            "--num-prefixes",
+            "all",
+            "--size",
+            "56x84",
+            "--path",
+            "reference",
+        ]
+    )
     assert code == 0
     data = json.loads(out.read_text())
     assert data["config"]["num_prefixes"] is None and data["config"]["size"] == [56, 84]

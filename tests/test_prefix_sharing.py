@@ -53,13 +53,17 @@ def test_fast_equals_reference_prompt_styles(backend, style):
     ks = [1, 2, 3, 4, 5]
     prompt = backend.prompt_text(style, PROMPT)
     ref = backend.reference_log_probs(video, ks, prompt, ids(backend))
-    np.testing.assert_allclose(backend.fast_log_probs(video, ks, prompt, ids(backend)), ref, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        backend.fast_log_probs(video, ks, prompt, ids(backend)), ref, atol=1e-4, rtol=0
+    )
 
 
 def test_prompt_styles_change_the_input(qwen3_backend):
     video = model_video(qwen3_backend, 4, (2, 2))
     out = {
-        s: qwen3_backend.fast_log_probs(video, [2, 4], qwen3_backend.prompt_text(s, PROMPT), ids(qwen3_backend))
+        s: qwen3_backend.fast_log_probs(
+            video, [2, 4], qwen3_backend.prompt_text(s, PROMPT), ids(qwen3_backend)
+        )
         for s in ("raw", "authors", "chat")
     }
     assert not np.allclose(out["raw"], out["authors"])
@@ -118,8 +122,9 @@ def test_fast_path_does_each_frames_work_once(qwen3_backend, monkeypatch):
     prompt = backend.prompt_text("raw", PROMPT)
     lm = backend.model.model.language_model
     seen_tokens: list[int] = []
-    handle = lm.register_forward_pre_hook(lambda m, a, kw: seen_tokens.append(kw["inputs_embeds"].shape[1]),
-                                          with_kwargs=True)
+    handle = lm.register_forward_pre_hook(
+        lambda m, a, kw: seen_tokens.append(kw["inputs_embeds"].shape[1]), with_kwargs=True
+    )
     visual = backend.model.model.visual
     seen_patches: list[int] = []
     handle2 = visual.register_forward_pre_hook(lambda m, a: seen_patches.append(a[0].shape[0]))

@@ -80,4 +80,6 @@ def test_success_score_last_window():
 
 def test_dense_rewards_scale_and_cap():
     np.testing.assert_allclose(dense_rewards([0.0, 0.1, 0.5, 0.4]), [0.0, 0.1, 0.4, -0.1])
-    np.testing.assert_allclose(dense_rewards([0.0, 0.1, 0.5, 0.4], scale=2.0, max_reward=0.5), [0.0, 0.2, 0.5, -0.2])
+    np.testing.assert_allclose(
+        dense_rewards([0.0, 0.1, 0.5, 0.4], scale=2.0, max_reward=0.5), [0.0, 0.2, 0.5, -0.2]
+    )

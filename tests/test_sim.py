@@ -280,3 +280,33 @@ def test_generate_twins_follow_trimmed_expert(tmp_path):
     assert first is not None and first < 57, "reach-v3 seed 0's expert should succeed within 60 steps"
     assert rec["num_frames"] == first + 3 == probe_video(tmp_path / rec["video"]).num_frames
     assert 1 <= rec["freeze_step"] <= first + 1
+
+
+def test_sim_command_end_to_end(tmp_path, capsys):
+    from topreward.cli import main
+
+    _need_sim()
+    assert (
+        main(
+            [
+                "sim",
+                "--out",
+                str(tmp_path),
+                "--tasks",
+                "reach-v3",
+                "--seeds",
+                "1",
+                "--kinds",
+                "expert,freeze",
+                "--max-steps",
+                "12",
+                "--size",
+                "64",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    rows = [json.loads(x) for x in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in rows] == ["expert", "freeze"] and all(r["num_frames"] == 12 for r in rows)
+    assert "manifest.jsonl" in capsys.readouterr().out

@@ -1,8 +1,8 @@
 """topreward: dense, zero-shot reward and progress signals for robot learning from video VLMs.
 
-    scorer = topreward.load_scorer("topreward", model="Qwen/Qwen3-VL-8B-Instruct")
-    result = scorer.score("episode.mp4", "put the pen into the cup")
-    result.progress, result.frame_progress, result.success_score, result.dense_rewards
+scorer = topreward.load_scorer("topreward", model="Qwen/Qwen3-VL-8B-Instruct")
+result = scorer.score("episode.mp4", "put the pen into the cup")
+result.progress, result.frame_progress, result.success_score, result.dense_rewards
 """
 
 __version__ = "0.1.0"

@@ -126,7 +126,9 @@ def plan(source) -> tuple[list[EpisodeTask], dict[str, str]]:
     return tasks, broken
 
 
-def record_for(task: EpisodeTask, result: ScoreResult | None = None, reason: str | None = None) -> dict[str, Any]:
+def record_for(
+    task: EpisodeTask, result: ScoreResult | None = None, reason: str | None = None
+) -> dict[str, Any]:
     rec: dict[str, Any] = asdict(task)
     rec["status"] = "ok" if result is not None else "skipped"
     rec["reason"] = reason
@@ -146,7 +148,14 @@ def episode_columns(rec: dict[str, Any]) -> dict[str, np.ndarray]:
     nan = np.full(n, np.nan, np.float32)
     res = rec["result"]
     if res is None:
-        for name in ("progress_sparse", "progress_dense", "log_p_true", "log_p_false", "dense_reward", "success_score"):
+        for name in (
+            "progress_sparse",
+            "progress_dense",
+            "log_p_true",
+            "log_p_false",
+            "dense_reward",
+            "success_score",
+        ):
             cols[name] = nan.copy()
         cols["prefix_end"] = np.zeros(n, bool)
         return cols
@@ -173,12 +182,20 @@ def write_parquet(records: list[dict[str, Any]], out: Path, metadata: dict[str, 
     order = np.argsort(cols["index"], kind="stable")
     table = pa.table({k: v[order] for k, v in cols.items()})
     if len(np.unique(cols["index"])) != len(cols["index"]):
-        raise ValueError(f"{out}: global frame indices overlap between episodes; is the dataset metadata consistent?")
-    skipped = [{"episode_id": r["episode_id"], "episode_index": r["episode_index"], "reason": r["reason"]}
-               for r in sorted(records, key=lambda r: r["episode_index"]) if r["status"] != "ok"]
+        raise ValueError(
+            f"{out}: global frame indices overlap between episodes; is the dataset metadata consistent?"
+        )
+    skipped = [
+        {"episode_id": r["episode_id"], "episode_index": r["episode_index"], "reason": r["reason"]}
+        for r in sorted(records, key=lambda r: r["episode_index"])
+        if r["status"] != "ok"
+    ]
     meta = {**metadata, "skipped": skipped}
     table = table.replace_schema_metadata(
-        {"reward_model_path": str(metadata.get("model_id", "")), "topreward": json.dumps(meta, sort_keys=True)}
+        {
+            "reward_model_path": str(metadata.get("model_id", "")),
+            "topreward": json.dumps(meta, sort_keys=True),
+        }
     )
     tmp = out.with_name(out.name + ".tmp")
     pq.write_table(table, tmp)
@@ -186,7 +203,9 @@ def write_parquet(records: list[dict[str, Any]], out: Path, metadata: dict[str, 
     return out
 
 
-def _scored_locally(scorer, source, todo: list[EpisodeTask]) -> Iterator[tuple[EpisodeTask, ScoreResult | None, str | None]]:
+def _scored_locally(
+    scorer, source, todo: list[EpisodeTask]
+) -> Iterator[tuple[EpisodeTask, ScoreResult | None, str | None]]:
     for task in todo:
         try:
             result = scorer.score(source.get(task.episode_id))
@@ -227,7 +246,9 @@ def annotate(
     if overwrite:
         work.path.unlink(missing_ok=True)
     elif out.exists() and not resume:
-        raise FileExistsError(f"{out} exists; pass --resume to continue an interrupted run or --overwrite to replace it")
+        raise FileExistsError(
+            f"{out} exists; pass --resume to continue an interrupted run or --overwrite to replace it"
+        )
     elif work.path.exists() and not resume:
         raise FileExistsError(
             f"{work.path} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
@@ -253,15 +274,18 @@ def annotate(
     if engine == "ray":
         from topreward.annotate_ray import score_with_ray
 
-        stream = score_with_ray(scorer.name, scorer.config, todo, source_factory, workers=workers,
-                                gpus_per_worker=gpus_per_worker)
+        stream = score_with_ray(
+            scorer.name, scorer.config, todo, source_factory, workers=workers, gpus_per_worker=gpus_per_worker
+        )
     else:
         stream = _scored_locally(scorer, source, todo)
 
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), unit="ep", disable=not progress_bar, desc="annotate")
+    bar = tqdm(
+        total=len(tasks), initial=len(tasks) - len(todo), unit="ep", disable=not progress_bar, desc="annotate"
+    )
     for task, result, reason in stream:
         rec = record_for(task, result, reason)
         work.append(rec)

@@ -23,7 +23,9 @@ def _ray():
     return ray
 
 
-def _decode(row: dict[str, Any], source_factory: Callable[[], Any], sampling: dict, patch_factor: int) -> dict[str, Any]:
+def _decode(
+    row: dict[str, Any], source_factory: Callable[[], Any], sampling: dict, patch_factor: int
+) -> dict[str, Any]:
     """CPU task: open the source, sample and resize one episode's frames."""
     from topreward.sampling import SamplingConfig, frame_size, resize_frames, sample_indices
 
@@ -34,11 +36,23 @@ def _decode(row: dict[str, Any], source_factory: Callable[[], Any], sampling: di
         idx = sample_indices(ep.num_frames, ep.fps, cfg.fps, cfg.max_frames)
         frames = ep.frames(idx)
         hw = frame_size(frames.shape[1], frames.shape[2], patch_factor, cfg.max_pixels, cfg.size)
-        row.update(frames=resize_frames(frames, hw), sampled=idx, fps=ep.fps, instruction=ep.instruction or "",
-                   source=ep.source, error="")
+        row.update(
+            frames=resize_frames(frames, hw),
+            sampled=idx,
+            fps=ep.fps,
+            instruction=ep.instruction or "",
+            source=ep.source,
+            error="",
+        )
     except (ValueError, FileNotFoundError, OSError) as e:
-        row.update(frames=np.zeros((0, 1, 1, 3), np.uint8), sampled=np.zeros(0, np.int64), fps=1.0,
-                   instruction="", source="", error=str(e))
+        row.update(
+            frames=np.zeros((0, 1, 1, 3), np.uint8),
+            sampled=np.zeros(0, np.int64),
+            fps=1.0,
+            instruction="",
+            source="",
+            error=str(e),
+        )
     return row
 
 
@@ -80,7 +94,9 @@ class _Score:
         return {"episode_id": batch["episode_id"], "result": np.array(results), "error": np.array(errors)}
 
 
-def score_with_ray(method: str, config, todo, source_factory, *, workers: int = 1, gpus_per_worker: float = 0.0) -> Iterator:
+def score_with_ray(
+    method: str, config, todo, source_factory, *, workers: int = 1, gpus_per_worker: float = 0.0
+) -> Iterator:
     """Yield (task, ScoreResult | None, reason | None) for every task, as results arrive."""
     import json
 
@@ -96,13 +112,29 @@ def score_with_ray(method: str, config, todo, source_factory, *, workers: int = 
     if not ray.is_initialized():
         ray.init()
     vp = AutoProcessor.from_pretrained(config.model, revision=config.revision).video_processor
-    sampling = {"fps": config.fps, "max_frames": config.max_frames, "max_pixels": config.max_pixels, "size": config.size}
+    sampling = {
+        "fps": config.fps,
+        "max_frames": config.max_frames,
+        "max_pixels": config.max_pixels,
+        "size": config.size,
+    }
     by_id = {t.episode_id: t for t in todo}
     ds = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
-    ds = ds.map(_decode, fn_kwargs={"source_factory": source_factory, "sampling": sampling,
-                                    "patch_factor": int(vp.patch_size * vp.merge_size)})
-    ds = ds.map_batches(_Score, fn_constructor_args=(method, asdict(config)), batch_size=1,
-                        compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker)
+    ds = ds.map(
+        _decode,
+        fn_kwargs={
+            "source_factory": source_factory,
+            "sampling": sampling,
+            "patch_factor": int(vp.patch_size * vp.merge_size),
+        },
+    )
+    ds = ds.map_batches(
+        _Score,
+        fn_constructor_args=(method, asdict(config)),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_gpus=gpus_per_worker,
+    )
     for row in ds.iter_rows():
         task = by_id[str(row["episode_id"])]
         if row["error"]:

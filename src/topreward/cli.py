@@ -41,8 +41,15 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         hint = hints[f.name]
         args = typing.get_args(hint)
         optional = type(None) in args
-        base = next((a for a in args if a is not type(None)), hint) if isinstance(hint, types.UnionType) else hint
-        kw: dict[str, Any] = {"default": f.default, "help": f.metadata.get("help", "") + f" (default: {f.default})"}
+        base = (
+            next((a for a in args if a is not type(None)), hint)
+            if isinstance(hint, types.UnionType)
+            else hint
+        )
+        kw: dict[str, Any] = {
+            "default": f.default,
+            "help": f.metadata.get("help", "") + f" (default: {f.default})",
+        }
         if typing.get_origin(base) is typing.Literal or "choices" in f.metadata:
             kw["choices"] = list(f.metadata.get("choices") or typing.get_args(base))
         elif base is bool:
@@ -81,10 +88,17 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result) -> None:
-    print(f"instruction: {result.instruction!r}  success score (mean log P(True), last prefixes): {result.success_score:.3f}")
+    print(
+        f"instruction: {result.instruction!r}  success score (mean log P(True), last prefixes): {result.success_score:.3f}"
+    )
     print(" prefix  end frame  log P(True)  log P(False)  progress")
-    for k, e, t, f, p in zip(result.prefix_lengths, result.prefix_end_frames, result.log_p_true, result.log_p_false,
-                             result.progress):
+    for k, e, t, f, p in zip(
+        result.prefix_lengths,
+        result.prefix_end_frames,
+        result.log_p_true,
+        result.log_p_false,
+        result.progress,
+    ):
         print(f" {k:6d}  {e:9d}  {t:11.3f}  {f:12.3f}  {p:8.3f}")
     print(f"model time {result.timings['model_s']:.2f}s, total {result.timings['total_s']:.2f}s")
 
@@ -113,14 +127,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         json_path = result.save(out / "result.json")
         png_path = plot_result(result, out / "curve.png", episode)
     print("TOPReward demo: a tiny random-weight Qwen3-VL (built locally, offline) scores the bundled clip.")
-    print("Its numbers show the pipeline, not a trained model's judgement: use --model Qwen/Qwen3-VL-8B-Instruct.")
+    print(
+        "Its numbers show the pipeline, not a trained model's judgement: use --model Qwen/Qwen3-VL-8B-Instruct."
+    )
     _print_summary(result)
     print(f"result: {json_path}\nplot:   {png_path}")
     return 0
 
 
 def _open_source_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {"camera": args.camera, "episodes": args.episodes, "manifest": args.manifest, "instruction": args.instruction}
+    return {
+        "camera": args.camera,
+        "episodes": args.episodes,
+        "manifest": args.manifest,
+        "instruction": args.instruction,
+    }
 
 
 def _cmd_annotate(args: argparse.Namespace) -> int:
@@ -138,12 +159,21 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     else:
         scorer = load_scorer(args.method, **dataclasses.asdict(config))
     summary = annotate(
-        source, scorer, args.out, resume=args.resume, overwrite=args.overwrite, engine=args.engine,
-        workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-        source_factory=functools.partial(open_source, args.source, **source_kwargs), progress_bar=not args.quiet,
+        source,
+        scorer,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        engine=args.engine,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        source_factory=functools.partial(open_source, args.source, **source_kwargs),
+        progress_bar=not args.quiet,
     )
-    print(f"wrote {summary.out}: {summary.scored} episodes scored, {summary.reused} reused from an earlier run, "
-          f"{summary.skipped} skipped")
+    print(
+        f"wrote {summary.out}: {summary.scored} episodes scored, {summary.reused} reused from an earlier run, "
+        f"{summary.skipped} skipped"
+    )
     for eid, reason in summary.skipped_reasons.items():
         print(f"  skipped {eid}: {reason}")
     return 0
@@ -163,8 +193,11 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     from topreward.weights import rank_episodes
 
     rows = rank_episodes(args.annotations)
-    keep = [r for r in rows if r["success_score"] is not None
-            and (args.min_score is None or r["success_score"] >= args.min_score)]
+    keep = [
+        r
+        for r in rows
+        if r["success_score"] is not None and (args.min_score is None or r["success_score"] >= args.min_score)
+    ]
     if args.top is not None:
         keep = keep[: args.top]
     print(" rank  episode  success score  frames")
@@ -193,13 +226,36 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not datasets:
         raise ValueError("name at least one dataset (manifest, folder, LeRobot root or Hub id) or --preset")
     controls = tuple(c for c in args.controls.split(",") if c) if args.controls != "none" else ()
-    bench = BenchConfig(episodes=episodes or 20, seed=args.seed, controls=controls,
-                        max_instructions=args.max_instructions)
+    bench = BenchConfig(
+        episodes=episodes or 20, seed=args.seed, controls=controls, max_instructions=args.max_instructions
+    )
     config = config_from_args(scorer_config_class(args.method), args)
     scorer = load_scorer(args.method, **dataclasses.asdict(config))
     summaries = run_bench(datasets, scorer, args.out, bench, progress_bar=not args.quiet)
     print(text_table(summaries))
     print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from topreward.sim import generate, list_tasks
+
+    if args.list_tasks:
+        print("\n".join(list_tasks()))
+        return 0
+    manifest = generate(
+        args.out,
+        args.tasks.split(","),
+        range(args.seeds),
+        kinds=tuple(args.kinds.split(",")),
+        max_steps=args.max_steps,
+        fps=args.fps,
+        noise_std=args.noise_std,
+        size=args.size,
+        trim_after_success=args.trim_after_success,
+        progress=not args.quiet,
+    )
+    print(f"wrote {manifest}")
     return 0
 
 
@@ -215,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     from topreward.scorers.topreward import TOPRewardConfig
     from topreward.tiny import ARCHS
 
-    parser = argparse.ArgumentParser(prog="topreward", description="Zero-shot rewards and progress from video VLMs.")
+    parser = argparse.ArgumentParser(
+        prog="topreward", description="Zero-shot rewards and progress from video VLMs."
+    )
     parser.add_argument("--version", action="version", version=f"topreward {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -240,8 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("annotate", help="score a whole dataset; per-frame progress parquet (LeRobot RA-BC schema)")
-    p.add_argument("source", help="LeRobot dataset root or Hub id, folder of videos, manifest .jsonl, or a video")
+    p = sub.add_parser(
+        "annotate", help="score a whole dataset; per-frame progress parquet (LeRobot RA-BC schema)"
+    )
+    p.add_argument(
+        "source", help="LeRobot dataset root or Hub id, folder of videos, manifest .jsonl, or a video"
+    )
     p.add_argument("--out", required=True, help="output parquet (e.g. progress.parquet)")
     p.add_argument("--camera", default=None, help="LeRobot video key (default: the first)")
     p.add_argument("--episodes", default=None, help="LeRobot episode subset, e.g. 0:50")
@@ -260,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("weights", help="advantage-weighted BC weights from an annotation parquet (Eq.5)")
     p.add_argument("annotations", help="parquet written by `topreward annotate`")
     p.add_argument("--out", required=True, help="output parquet")
-    p.add_argument("--beta", default="auto", help="temperature beta, or auto = std of the advantages (default)")
+    p.add_argument(
+        "--beta", default="auto", help="temperature beta, or auto = std of the advantages (default)"
+    )
     p.add_argument("--max-weight", type=float, default=2.0, help="cap of the weights (default: 2)")
     p.set_defaults(func=_cmd_weights)
 
@@ -277,13 +341,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (results, report.md, plots); reruns resume")
     p.add_argument("--episodes", type=int, default=None, help="episodes per dataset (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode draw")
-    p.add_argument("--controls", default="static,reversed,mismatch",
-                   help="comma list of static, reversed, mismatch, or none (default: all)")
-    p.add_argument("--max-instructions", type=int, default=8, help="instructions per dataset in the mismatch control")
+    p.add_argument(
+        "--controls",
+        default="static,reversed,mismatch",
+        help="comma list of static, reversed, mismatch, or none (default: all)",
+    )
+    p.add_argument(
+        "--max-instructions", type=int, default=8, help="instructions per dataset in the mismatch control"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--method", default="topreward", help="scoring method (see `topreward list`)")
     add_config_flags(p, TOPRewardConfig)
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("sim", help="generate Meta-World episodes with ground truth (extra [sim])")
+    p.add_argument("--out", default="sim_out", help="output folder (videos/ + manifest.jsonl); reruns resume")
+    p.add_argument(
+        "--tasks",
+        default="push-v3,pick-place-v3,drawer-open-v3,button-press-topdown-v3",
+        help="comma list of Meta-World v3 tasks (see --list-tasks)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per task (default 3)")
+    p.add_argument("--kinds", default="expert,noisy,freeze,random", help="episode kinds (default: all four)")
+    p.add_argument("--max-steps", type=int, default=150, help="env steps per episode, one frame each")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate written to the videos")
+    p.add_argument("--noise-std", type=float, default=0.5, help="action noise of 'noisy' episodes")
+    p.add_argument("--size", type=int, default=224, help="square frame size in pixels")
+    p.add_argument(
+        "--trim-after-success",
+        type=int,
+        default=None,
+        help="end episodes this many steps after the expert first succeeds",
+    )
+    p.add_argument("--list-tasks", action="store_true", help="print the supported tasks and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sim)
 
     p = sub.add_parser("list", help="list scoring methods")
     p.set_defaults(func=_cmd_list)
@@ -292,10 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as e:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as e:
         print(f"topreward {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -29,7 +29,9 @@ def validate_frames(frames: Any, what: str = "frames") -> np.ndarray:
     if frames.ndim != 4:
         raise ValueError(f"{what} must have shape (T, H, W, 3), got {frames.shape}")
     if frames.shape[-1] == 4:
-        raise ValueError(f"{what} has 4 channels (RGBA, shape {frames.shape}); drop alpha with frames[..., :3]")
+        raise ValueError(
+            f"{what} has 4 channels (RGBA, shape {frames.shape}); drop alpha with frames[..., :3]"
+        )
     if frames.shape[-1] != 3:
         if frames.shape[1] == 3:
             raise ValueError(
@@ -79,7 +81,9 @@ class Episode:
         """Frames at `indices` (default: all), uint8 RGB (n, H, W, 3)."""
         idx = np.arange(self.num_frames) if indices is None else np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_frames):
-            raise IndexError(f"{self.source}: frame indices must lie in [0, {self.num_frames}), got {idx.tolist()}")
+            raise IndexError(
+                f"{self.source}: frame indices must lie in [0, {self.num_frames}), got {idx.tolist()}"
+            )
         return self.loader(idx)
 
     @property
@@ -89,7 +93,13 @@ class Episode:
     @classmethod
     def from_array(cls, frames: Any, fps: float, instruction: str | None = None, **kwargs: Any) -> Episode:
         arr = validate_frames(frames)
-        return cls(num_frames=len(arr), fps=float(fps), loader=lambda idx: arr[idx], instruction=instruction, **kwargs)
+        return cls(
+            num_frames=len(arr),
+            fps=float(fps),
+            loader=lambda idx: arr[idx],
+            instruction=instruction,
+            **kwargs,
+        )
 
     @classmethod
     def from_video(
@@ -109,7 +119,9 @@ class Episode:
         )
 
     @classmethod
-    def from_frames_dir(cls, path: str | Path, fps: float, instruction: str | None = None, **kwargs: Any) -> Episode:
+    def from_frames_dir(
+        cls, path: str | Path, fps: float, instruction: str | None = None, **kwargs: Any
+    ) -> Episode:
         """An episode from a folder of image files, in name order."""
         from PIL import Image
 
@@ -124,7 +136,14 @@ class Episode:
             return np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in idx])
 
         kwargs.setdefault("episode_id", path.name)
-        return cls(num_frames=len(files), fps=float(fps), loader=load, instruction=instruction, source=str(path), **kwargs)
+        return cls(
+            num_frames=len(files),
+            fps=float(fps),
+            loader=load,
+            instruction=instruction,
+            source=str(path),
+            **kwargs,
+        )
 
 
 def as_episode(video: Any, instruction: str | None = None, fps: float | None = None) -> Episode:

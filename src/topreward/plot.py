@@ -41,19 +41,29 @@ def plot_result(
         for j, (i, img) in enumerate(zip(picks, frames)):
             ax = fig.add_subplot(grid[0, j])
             ax.imshow(img)
-            ax.set_title(f"t={result.prefix_end_frames[i] / result.fps:.1f}s  p={result.progress[i]:.2f}", fontsize=8)
+            ax.set_title(
+                f"t={result.prefix_end_frames[i] / result.fps:.1f}s  p={result.progress[i]:.2f}", fontsize=8
+            )
             ax.axis("off")
     ax = fig.add_subplot(grid[-1, :])
     t_frames = np.arange(result.num_frames) / result.fps
     ax.plot(t_frames, result.frame_progress, color="tab:blue", lw=1, alpha=0.5, label="progress (per frame)")
-    ax.plot(result.prefix_end_frames / result.fps, result.progress, "o-", color="tab:blue", label="progress (prefixes)")
+    ax.plot(
+        result.prefix_end_frames / result.fps,
+        result.progress,
+        "o-",
+        color="tab:blue",
+        label="progress (prefixes)",
+    )
     if ground_truth is not None:
         ax.plot(t_frames[: len(ground_truth)], ground_truth, "--", color="black", label="ground truth")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("progress")
     ax.set_ylim(-0.05, 1.05)
     twin = ax.twinx()
-    twin.plot(result.prefix_end_frames / result.fps, result.log_p_true, ":", color="tab:red", label="log P(True)")
+    twin.plot(
+        result.prefix_end_frames / result.fps, result.log_p_true, ":", color="tab:red", label="log P(True)"
+    )
     twin.set_ylabel("log P(True)", color="tab:red")
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="upper left", fontsize=8)

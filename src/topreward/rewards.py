@@ -18,7 +18,9 @@ def minmax_progress(values: np.ndarray | list[float], eps: float = 1e-6) -> np.n
     return (r - r.min()) / (r.max() - r.min() + eps)
 
 
-def frame_progress(prefix_end_frames: np.ndarray | list[int], progress: np.ndarray | list[float], num_frames: int) -> np.ndarray:
+def frame_progress(
+    prefix_end_frames: np.ndarray | list[int], progress: np.ndarray | list[float], num_frames: int
+) -> np.ndarray:
     """Progress at every source frame: linear between prefix end frames, held flat before the first one."""
     x = np.asarray(prefix_end_frames, dtype=np.float64)
     return np.interp(np.arange(num_frames, dtype=np.float64), x, np.asarray(progress, dtype=np.float64))
@@ -32,7 +34,9 @@ def success_score(log_p_true: np.ndarray | list[float], window: int = 3) -> floa
     return float(r[-window:].mean())
 
 
-def dense_rewards(progress: np.ndarray | list[float], scale: float = 1.0, max_reward: float = 1.0) -> np.ndarray:
+def dense_rewards(
+    progress: np.ndarray | list[float], scale: float = 1.0, max_reward: float = 1.0
+) -> np.ndarray:
     """Eq.3 (our reading): r_t = min(scale · (p_t − p_{t−1}), max_reward), r_0 = 0.
 
     Args:

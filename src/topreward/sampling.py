@@ -33,7 +33,9 @@ class SamplingConfig:
         if not self.fps or self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
         if self.max_frames < 2:
-            raise ValueError(f"max_frames must be at least 2 (a progress curve needs two frames), got {self.max_frames}")
+            raise ValueError(
+                f"max_frames must be at least 2 (a progress curve needs two frames), got {self.max_frames}"
+            )
         if self.max_pixels <= 0:
             raise ValueError(f"max_pixels must be positive, got {self.max_pixels}")
         if self.size is not None:
@@ -57,7 +59,9 @@ def sample_indices(num_frames: int, source_fps: float, fps: float, max_frames: i
     return np.unique(np.round(np.linspace(0, num_frames - 1, n)).astype(np.int64))
 
 
-def frame_size(height: int, width: int, factor: int, max_pixels: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
+def frame_size(
+    height: int, width: int, factor: int, max_pixels: int, size: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """One (height, width) for every frame of an episode, multiples of `factor` (the model's patch grid)."""
     if size is not None:
         h, w = size

@@ -149,7 +149,11 @@ def build_model(arch: Arch, tokenizer, *, seed: int = 0):
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
         text = _text_kwargs(tokenizer, hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16)
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [4, 2, 2]}
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": 1_000_000.0,
+            "mrope_section": [4, 2, 2],
+        }
         vision = {
             "depth": 2,
             "hidden_size": 32,

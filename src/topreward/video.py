@@ -26,11 +26,15 @@ def _open(path: Path):
     if not path.exists():
         raise FileNotFoundError(f"video file not found: {path}")
     if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a video file; pass an .mp4 (or use Episode.from_frames_dir)")
+        raise ValueError(
+            f"{path} is a folder, not a video file; pass an .mp4 (or use Episode.from_frames_dir)"
+        )
     try:
         return av.open(str(path))
     except av.error.FFmpegError as e:
-        raise ValueError(f"cannot read video {path}: {e}. Is it a valid video file (mp4, mkv, webm, avi)?") from e
+        raise ValueError(
+            f"cannot read video {path}: {e}. Is it a valid video file (mp4, mkv, webm, avi)?"
+        ) from e
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -106,7 +110,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 
     path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"write_video needs uint8 RGB frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        raise ValueError(
+            f"write_video needs uint8 RGB frames (T, H, W, 3), got {frames.dtype} {frames.shape}"
+        )
     h, w = frames.shape[1:3]
     if h % 2 or w % 2:
         raise ValueError(f"H.264 needs even frame sizes, got {h}x{w}; crop or resize first")

@@ -22,7 +22,9 @@ import numpy as np
 from topreward.annotate import _pyarrow, read_annotations
 
 
-def awr_weights(rewards: np.ndarray, beta: float | str = "auto", max_weight: float = 2.0) -> tuple[np.ndarray, np.ndarray, float]:
+def awr_weights(
+    rewards: np.ndarray, beta: float | str = "auto", max_weight: float = 2.0
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(weights, advantages, beta used) for per-frame rewards; NaN rewards give NaN."""
     r = np.asarray(rewards, dtype=np.float64)
     finite = np.isfinite(r)
@@ -41,7 +43,9 @@ def awr_weights(rewards: np.ndarray, beta: float | str = "auto", max_weight: flo
     return w, adv, beta
 
 
-def write_weights(annotations: str | Path, out: str | Path, beta: float | str = "auto", max_weight: float = 2.0) -> Path:
+def write_weights(
+    annotations: str | Path, out: str | Path, beta: float | str = "auto", max_weight: float = 2.0
+) -> Path:
     """Read an annotation parquet, write `out` with `weight` and `advantage` beside the RA-BC columns."""
     pa, pq = _pyarrow()
     table, meta = read_annotations(annotations)
@@ -50,8 +54,15 @@ def write_weights(annotations: str | Path, out: str | Path, beta: float | str = 
     cols = {k: table[k] for k in keep}
     cols["advantage"] = pa.array(adv.astype(np.float32))
     cols["weight"] = pa.array(w.astype(np.float32))
-    info = {**meta, "weights": {"formula": "min(exp((r - mean r) / beta), max_weight)", "beta": used_beta,
-                                "max_weight": max_weight, "annotations": str(annotations)}}
+    info = {
+        **meta,
+        "weights": {
+            "formula": "min(exp((r - mean r) / beta), max_weight)",
+            "beta": used_beta,
+            "max_weight": max_weight,
+            "annotations": str(annotations),
+        },
+    }
     out_t = pa.table(cols).replace_schema_metadata(
         {"reward_model_path": str(meta.get("model_id", "")), "topreward": json.dumps(info, sort_keys=True)}
     )
@@ -70,10 +81,19 @@ def rank_episodes(annotations: str | Path) -> list[dict]:
     rows = []
     for e in np.unique(ep):
         s = score[ep == e]
-        rows.append({"episode_index": int(e), "success_score": None if np.isnan(s[0]) else float(s[0]),
-                     "num_frames": int((ep == e).sum())})
+        rows.append(
+            {
+                "episode_index": int(e),
+                "success_score": None if np.isnan(s[0]) else float(s[0]),
+                "num_frames": int((ep == e).sum()),
+            }
+        )
     present = {r["episode_index"] for r in rows}
     for skipped in meta.get("skipped", []):  # episodes that could not even be opened have no rows
         if skipped["episode_index"] not in present:
-            rows.append({"episode_index": int(skipped["episode_index"]), "success_score": None, "num_frames": 0})
-    return sorted(rows, key=lambda r: (r["success_score"] is None, -(r["success_score"] or 0.0), r["episode_index"]))
+            rows.append(
+                {"episode_index": int(skipped["episode_index"]), "success_score": None, "num_frames": 0}
+            )
+    return sorted(
+        rows, key=lambda r: (r["success_score"] is None, -(r["success_score"] or 0.0), r["episode_index"])
+    )

@@ -53,7 +53,9 @@ def group_pairs(k: int, temporal_patch: int) -> list[FramePair]:
     return [(s, min(s + temporal_patch - 1, k - 1)) for s in range(0, k, temporal_patch)]
 
 
-def build_layouts(backend: HFBackend, video: ModelVideo, lengths: list[int], prompt: PromptText) -> dict[int, Layout]:
+def build_layouts(
+    backend: HFBackend, video: ModelVideo, lengths: list[int], prompt: PromptText
+) -> dict[int, Layout]:
     proc, fam, model = backend.processor, backend.family, backend.model
     h, w = video.frames.shape[1:3]
     ps = backend.patch_factor // proc.video_processor.merge_size
@@ -79,7 +81,9 @@ def build_layouts(backend: HFBackend, video: ModelVideo, lengths: list[int], pro
 def shared_length(layout: Layout, full: Layout) -> int:
     """Leading tokens `layout` shares exactly with `full`; never past its own last video token."""
     n = min(len(layout), len(full))
-    differs = (layout.input_ids[:n] != full.input_ids[:n]) | (layout.position_ids[:, :n] != full.position_ids[:, :n]).any(0)
+    differs = (layout.input_ids[:n] != full.input_ids[:n]) | (
+        layout.position_ids[:, :n] != full.position_ids[:, :n]
+    ).any(0)
     first = torch.nonzero(differs)
     p = int(first[0]) if len(first) else n
     for g, (mine, theirs) in enumerate(zip(layout.group_pairs, full.group_pairs)):
@@ -129,7 +133,9 @@ def encode_frame_pairs(
         else:
             runs.append([pair])
     clips = [video.frames[run[0][0] : run[-1][1] + 1] for run in runs]
-    inputs = backend.processor.video_processor(videos=clips, return_tensors="pt", **backend.processor_kwargs())
+    inputs = backend.processor.video_processor(
+        videos=clips, return_tensors="pt", **backend.processor_kwargs()
+    )
     pixels = inputs["pixel_values_videos"].to(backend.device, backend.dtype)
     grid = inputs["video_grid_thw"].to(backend.device)
     with torch.inference_mode():
@@ -168,7 +174,9 @@ def _embed(backend: HFBackend, segments: list[tuple[Layout, int, int]], bank: Fe
 
 
 @torch.inference_mode()
-def build_video_cache(backend: HFBackend, full: Layout, length: int, bank: FeatureBank) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def build_video_cache(
+    backend: HFBackend, full: Layout, length: int, bank: FeatureBank
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """KV cache (per layer keys, values) of the first `length` tokens of `full`."""
     from transformers import DynamicCache
 
@@ -180,14 +188,18 @@ def build_video_cache(backend: HFBackend, full: Layout, length: int, bank: Featu
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def suffix_mask(shared: list[int], lengths: list[int], cache_len: int, dtype: torch.dtype, device) -> torch.Tensor:
+def suffix_mask(
+    shared: list[int], lengths: list[int], cache_len: int, dtype: torch.dtype, device
+) -> torch.Tensor:
     """Additive 4-D mask (1, 1, S, cache_len + S): suffix i sees cache[:shared[i]] and itself, causally."""
     total = sum(lengths)
     allowed = torch.zeros(total, cache_len + total, dtype=torch.bool, device=device)
     start = 0
     for s, n in zip(shared, lengths):
         allowed[start : start + n, :s] = True
-        allowed[start : start + n, cache_len + start : cache_len + start + n] = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+        allowed[start : start + n, cache_len + start : cache_len + start + n] = torch.ones(
+            n, n, dtype=torch.bool, device=device
+        ).tril()
         start += n
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
@@ -211,7 +223,12 @@ def score_suffixes(
     mask = suffix_mask([s for _, s in items], lengths, cache_len, embeds.dtype, backend.device)
     cache = DynamicCache(ddp_cache_data=[(k[:, :, :cache_len], v[:, :, :cache_len]) for k, v in kv])
     hidden = backend.model.model.language_model(
-        inputs_embeds=embeds, position_ids=pos, attention_mask=mask, past_key_values=cache, use_cache=True, **kwargs
+        inputs_embeds=embeds,
+        position_ids=pos,
+        attention_mask=mask,
+        past_key_values=cache,
+        use_cache=True,
+        **kwargs,
     ).last_hidden_state[0]
     last = torch.tensor(np.cumsum(lengths) - 1, device=hidden.device)
     logits = backend.model.lm_head(hidden[last])

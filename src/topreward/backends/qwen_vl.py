@@ -42,11 +42,15 @@ class QwenVLFamily:
     def rope_extra_kwargs(self, processor, metadata) -> dict:
         return {}
 
-    def position_ids(self, model, input_ids: torch.Tensor, video_grid_thw: torch.Tensor, extra: dict) -> torch.Tensor:
+    def position_ids(
+        self, model, input_ids: torch.Tensor, video_grid_thw: torch.Tensor, extra: dict
+    ) -> torch.Tensor:
         """M-RoPE positions (3, L) of one sequence, from the model's own `get_rope_index`."""
         ids = input_ids[None]
         types = (ids == model.config.video_token_id).to(torch.int32) * VIDEO_TYPE
-        pos, _ = model.model.get_rope_index(ids, mm_token_type_ids=types, video_grid_thw=video_grid_thw, **extra)
+        pos, _ = model.model.get_rope_index(
+            ids, mm_token_type_ids=types, video_grid_thw=video_grid_thw, **extra
+        )
         return pos[:, 0]
 
     def encode(self, model, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> list[list[VisionFeatures]]:
@@ -59,7 +63,9 @@ class QwenVLFamily:
             deep = [layer[v] for layer in (getattr(out, "deepstack_features", None) or [])]
             per_video.append(
                 [
-                    VisionFeatures(emb[g * tpg : (g + 1) * tpg], tuple(d[g * tpg : (g + 1) * tpg] for d in deep))
+                    VisionFeatures(
+                        emb[g * tpg : (g + 1) * tpg], tuple(d[g * tpg : (g + 1) * tpg] for d in deep)
+                    )
                     for g in range(t)
                 ]
             )

@@ -24,12 +24,28 @@ def _fmt(v) -> str:
 
 
 def table_rows(summaries) -> list[list[str]]:
-    head = ["dataset", "n", *[label for _, label in COLUMNS], "success AUC", "mismatch diag", "mismatch top-1",
-            "paper VOC"]
+    head = [
+        "dataset",
+        "n",
+        *[label for _, label in COLUMNS],
+        "success AUC",
+        "mismatch diag",
+        "mismatch top-1",
+        "paper VOC",
+    ]
     rows = [head]
     for s in summaries:
-        rows.append([s.name, str(s.n), *[_fmt(s.values.get(k)) for k, _ in COLUMNS], _fmt(s.success_auc),
-                     _fmt(s.mismatch_diag), _fmt(s.mismatch_top1), _fmt(s.paper_voc)])
+        rows.append(
+            [
+                s.name,
+                str(s.n),
+                *[_fmt(s.values.get(k)) for k, _ in COLUMNS],
+                _fmt(s.success_auc),
+                _fmt(s.mismatch_diag),
+                _fmt(s.mismatch_top1),
+                _fmt(s.paper_voc),
+            ]
+        )
     return rows
 
 
@@ -83,11 +99,17 @@ def write_report(out: Path, summaries, records: list[dict], plots: int, method: 
         fig.savefig(out / "voc_hist.png", dpi=90)
         plt.close(fig)
         images.insert(0, "voc_hist.png")
-    text = [f"# Bench report: {method}", "", markdown_table(summaries), "",
-            "VOC: Spearman of predicted progress vs time. static VOC: the first frame repeated (length bias). "
-            "reversed VOC: the video backwards. debiased VOC: log P(True) minus the static video's. "
-            "mismatch diag: column-normalised diagonal share of exp(success score) over the dataset's "
-            "instructions (chance = 1 / number of instructions).", ""]
+    text = [
+        f"# Bench report: {method}",
+        "",
+        markdown_table(summaries),
+        "",
+        "VOC: Spearman of predicted progress vs time. static VOC: the first frame repeated (length bias). "
+        "reversed VOC: the video backwards. debiased VOC: log P(True) minus the static video's. "
+        "mismatch diag: column-normalised diagonal share of exp(success score) over the dataset's "
+        "instructions (chance = 1 / number of instructions).",
+        "",
+    ]
     text += [f"![{name}]({name})" for name in images]
     path = out / "report.md"
     path.write_text("\n".join(text) + "\n")

@@ -63,14 +63,28 @@ class BenchConfig:
 
 def static_episode(ep: Episode) -> Episode:
     """The first frame repeated for the episode's length (same fps, same instruction)."""
-    return Episode(ep.num_frames, ep.fps, lambda idx: ep.frames(np.zeros(len(idx), np.int64)), ep.instruction,
-                   f"{ep.source} [static]", {}, ep.episode_id)
+    return Episode(
+        ep.num_frames,
+        ep.fps,
+        lambda idx: ep.frames(np.zeros(len(idx), np.int64)),
+        ep.instruction,
+        f"{ep.source} [static]",
+        {},
+        ep.episode_id,
+    )
 
 
 def reversed_episode(ep: Episode) -> Episode:
     last = ep.num_frames - 1
-    return Episode(ep.num_frames, ep.fps, lambda idx: ep.frames(last - np.asarray(idx)), ep.instruction,
-                   f"{ep.source} [reversed]", {}, ep.episode_id)
+    return Episode(
+        ep.num_frames,
+        ep.fps,
+        lambda idx: ep.frames(last - np.asarray(idx)),
+        ep.instruction,
+        f"{ep.source} [reversed]",
+        {},
+        ep.episode_id,
+    )
 
 
 def with_instruction(ep: Episode, instruction: str) -> Episode:
@@ -115,7 +129,9 @@ def _finite(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def episode_record(dataset: str, ep: Episode, gt: np.ndarray | None, result, controls: dict[str, Any]) -> dict[str, Any]:
+def episode_record(
+    dataset: str, ep: Episode, gt: np.ndarray | None, result, controls: dict[str, Any]
+) -> dict[str, Any]:
     ends = np.asarray(result.prefix_end_frames)
     rec: dict[str, Any] = {
         "dataset": dataset,
@@ -193,7 +209,9 @@ def summarize(dataset: BenchDataset, records: list[dict], mismatch: list[dict]) 
                 rows_of = [texts.index(own[v]) for v in cols]
                 shares = probs / probs.sum(axis=0, keepdims=True)
                 s.mismatch_diag = float(np.mean([shares[rows_of[j], j] for j in range(len(cols))]))
-                s.mismatch_top1 = float(np.mean([np.argmax(mat[:, j]) == rows_of[j] for j in range(len(cols))]))
+                s.mismatch_top1 = float(
+                    np.mean([np.argmax(mat[:, j]) == rows_of[j] for j in range(len(cols))])
+                )
     return s
 
 
@@ -241,7 +259,9 @@ def run_bench(
         if "mismatch" in config.controls:
             texts = sorted({r["instruction"] for r in done})
             if len(texts) > config.max_instructions:
-                pick = np.random.default_rng(config.seed).choice(len(texts), config.max_instructions, replace=False)
+                pick = np.random.default_rng(config.seed).choice(
+                    len(texts), config.max_instructions, replace=False
+                )
                 texts = [texts[i] for i in sorted(pick)]
             if len(texts) >= 2:
                 for r in done:
@@ -251,11 +271,24 @@ def run_bench(
                             if text == r["instruction"]:
                                 score = r["success_score"]
                             else:
-                                score = scorer.score(with_instruction(source.get(r["episode_id"]), text)).success_score
-                            mismatch_log.add({"dataset": ds.name, "episode_id": r["episode_id"], "instruction": text,
-                                              "success_score": float(score)})
+                                score = scorer.score(
+                                    with_instruction(source.get(r["episode_id"]), text)
+                                ).success_score
+                            mismatch_log.add(
+                                {
+                                    "dataset": ds.name,
+                                    "episode_id": r["episode_id"],
+                                    "instruction": text,
+                                    "success_score": float(score),
+                                }
+                            )
                         mismatch.append(mismatch_log.records[key])
         summaries.append(summarize(ds, done, mismatch))
-    write_report(out, summaries, [r for r in episodes_log.records.values() if "skipped" not in r], config.plots,
-                 method=getattr(scorer, "name", "?"))
+    write_report(
+        out,
+        summaries,
+        [r for r in episodes_log.records.values() if "skipped" not in r],
+        config.plots,
+        method=getattr(scorer, "name", "?"),
+    )
     return summaries

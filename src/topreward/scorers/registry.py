@@ -50,4 +50,3 @@ def load_scorer(name: str = "topreward", *, backend: Any = None, **config: Any):
 def _import_builtin() -> None:
     # Importing a method's module registers it; one line per built-in method.
     import topreward.scorers.topreward  # noqa: F401
-

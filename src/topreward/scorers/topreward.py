@@ -61,8 +61,9 @@ class TOPRewardConfig:
     max_frames: int = _opt(32, "cap on sampled frames (stride grows to cover the episode)")
     max_pixels: int = _opt(256 * 256, "per-frame pixel budget (aspect kept, rounded to the patch grid)")
     size: tuple[int, int] | None = _opt(None, "fixed frame size HxW instead of max_pixels")
-    path: Literal["fast", "reference"] = _opt("fast", "fast (prefix-shared) or reference (one forward per prefix)",
-                                               choices=("fast", "reference"))
+    path: Literal["fast", "reference"] = _opt(
+        "fast", "fast (prefix-shared) or reference (one forward per prefix)", choices=("fast", "reference")
+    )
     batch_size: int = _opt(8, "prefixes per packed forward on the fast path (memory knob)")
     eps: float = _opt(1e-6, "epsilon in the min-max normalisation (Eq.2)")
     success_window: int = _opt(3, "last prefixes averaged into the success score (§5.2)")
@@ -83,11 +84,13 @@ class TOPRewardConfig:
             raise ValueError(f"success_window must be >= 1, got {self.success_window}")
         if not self.answer.strip():
             raise ValueError("answer must be a word such as ' True'")
-        self.sampling  # validates fps, max_frames, max_pixels, size
+        _ = self.sampling  # builds a SamplingConfig, which validates fps, max_frames, max_pixels and size
 
     @property
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(fps=self.fps, max_frames=self.max_frames, max_pixels=self.max_pixels, size=self.size)
+        return SamplingConfig(
+            fps=self.fps, max_frames=self.max_frames, max_pixels=self.max_pixels, size=self.size
+        )
 
 
 def format_prompt(instruction: str) -> str:
@@ -128,7 +131,9 @@ class TOPRewardScorer:
         prompt = self.backend.prompt_text(self.config.prompt_style, format_prompt(instruction))
         if self.config.path == "reference":
             return self.backend.reference_log_probs(video, prefixes, prompt, self.token_ids)
-        return self.backend.fast_log_probs(video, prefixes, prompt, self.token_ids, batch_size=self.config.batch_size)
+        return self.backend.fast_log_probs(
+            video, prefixes, prompt, self.token_ids, batch_size=self.config.batch_size
+        )
 
     def score(self, video: Any, instruction: str | None = None, *, fps: float | None = None) -> ScoreResult:
         """Score one episode.
@@ -148,7 +153,9 @@ class TOPRewardScorer:
     def check_instruction(episode: Episode) -> str:
         text = episode.instruction
         if text is None or not str(text).strip():
-            raise ValueError(f"{episode.source}: no instruction; pass the task text, e.g. 'put the pen into the cup'")
+            raise ValueError(
+                f"{episode.source}: no instruction; pass the task text, e.g. 'put the pen into the cup'"
+            )
         format_prompt(text)
         return str(text)
 
