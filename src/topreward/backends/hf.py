@@ -199,8 +199,10 @@ class HFBackend:
                 **self.processor_kwargs(),
             )
             self.check_context(inputs["input_ids"].shape[1])
+            # only pixels take the model's dtype: e.g. Qwen2.5-VL's seconds-per-group must stay float32,
+            # or bf16 rounding would move its temporal positions
             inputs = {
-                key: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device))
+                key: (v.to(self.device, self.dtype) if key.startswith("pixel_values") else v.to(self.device))
                 for key, v in inputs.items()
                 if isinstance(v, torch.Tensor)
             }

@@ -109,12 +109,12 @@ class FeatureBank:
 
 
 def encode_frame_pairs(
-    backend: HFBackend, video: ModelVideo, pairs: set[FramePair], groups_per_call: int = 16
+    backend: HFBackend, video: ModelVideo, pairs: set[FramePair], groups_per_clip: int = 16
 ) -> FeatureBank:
     """Vision features of every distinct frame pair, one encoder pass each.
 
     Runs of consecutive full pairs (s, s+1), (s+2, s+3), ... are encoded as clips of up to
-    `groups_per_call` groups; a padded pair (s, s) as a one-frame clip, which the processor pads exactly as
+    `groups_per_clip` groups; a padded pair (s, s) as a one-frame clip, which the processor pads exactly as
     it pads a prefix's last frame.
     """
     tp = backend.temporal_patch
@@ -127,7 +127,7 @@ def encode_frame_pairs(
             and prev is not None
             and prev[1] - prev[0] == tp - 1
             and prev[1] + 1 == pair[0]
-            and len(runs[-1]) < groups_per_call
+            and len(runs[-1]) < groups_per_clip
         ):
             runs[-1].append(pair)
         else:
