@@ -287,5 +287,7 @@ def test_lerobot_rabc_reader_accepts_our_file(scorer, tmp_path):
     rabc = pytest.importorskip("lerobot.utils.rabc", reason="lerobot does not install beside torch>=2.11")
     root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
     out = annotate(open_source(root), scorer, tmp_path / "sarm_progress.parquet", progress_bar=False).out
-    weights = rabc.RABCWeights(str(out), chunk_size=2, head_mode="sparse")
-    assert weights is not None
+    weights = rabc.RABCWeights(str(out), chunk_size=2, head_mode="sparse", device="cpu")
+    assert weights.get_stats()["num_frames"] == 13  # every frame has a progress value
+    w, _ = weights.compute_batch_weights({"index": np.arange(13)})
+    assert w.shape == (13,) and bool((w >= 0).all())
