@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from topreward.datasets import LeRobotSource, open_source, select_episodes
-from topreward.datasets.lerobot import seek_read_frames
-from topreward.video import read_frames
+from topreward.video import read_frames, seek_read_frames
 
 from .helpers_lerobot import (
     CAMERAS,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from topreward.video import probe_video, read_frames
+from topreward.video import probe_video, seek_read_frames
 
 FrameLoader = Callable[[np.ndarray], np.ndarray]
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -112,7 +112,7 @@ class Episode:
         return cls(
             num_frames=info.num_frames,
             fps=float(fps or info.fps),
-            loader=lambda idx: read_frames(path, idx),
+            loader=lambda idx: seek_read_frames(path, idx),
             instruction=instruction,
             source=str(path),
             **kwargs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -101,6 +102,67 @@ def read_frames(path: str | Path, indices: list[int] | np.ndarray | None = None)
             "the file is truncated or its frame count is wrong"
         )
     return np.stack([kept[int(i)] for i in wanted]) if wanted.size else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def seek_read_frames(path: str | Path, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Frames `indices` of a video (file order, any order or repeats), uint8 RGB (n, H, W, 3).
+
+    Same result as `read_frames` (the reference path, which a test compares it with), but seeks to the keyframe before
+    the first wanted frame instead of decoding from the start, so reading an episode at the end of a long
+    concatenated v3.0 file costs about as much as one at its start. Frame numbers are recovered from the
+    timestamps (constant frame rate assumed); when that fails, it falls back to `read_frames`.
+    """
+    import av
+
+    path = Path(path)
+    wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if wanted.size == 0 or int(wanted.min()) <= 0:
+        return read_frames(path, wanted)  # nothing to skip (read_frames also rejects negative indices)
+    if not path.is_file():
+        raise FileNotFoundError(f"video file not found: {path}")
+    first, last = int(wanted.min()), int(wanted.max())
+    targets = set(wanted.tolist())
+    kept: dict[int, np.ndarray] = {}
+    usable = True
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            rate, time_base = stream.average_rate or stream.guessed_rate, stream.time_base
+            if not rate or not time_base:
+                usable = False
+            else:
+                start = stream.start_time or 0
+                stream.thread_type = "AUTO"
+                container.seek(
+                    start + int(first / (rate * time_base)), stream=stream, backward=True, any_frame=False
+                )
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        usable = False
+                        break
+                    k = round((frame.pts - start) * time_base * rate)
+                    if k in targets:
+                        kept[k] = frame.to_ndarray(format="rgb24")
+                    if k >= last:
+                        break
+    except av.error.FFmpegError as e:
+        raise ValueError(f"{path}: cannot decode the video, it is corrupt or truncated ({e})") from e
+    if not usable or len(kept) < len(targets):
+        # no timestamps, or the file ends early: the sequential reference decides (and names missing frames)
+        logger.debug(
+            "%s: seek decode incomplete (%d/%d frames); decoding from the start",
+            path,
+            len(kept),
+            len(targets),
+        )
+        return read_frames(path, wanted)
+    return np.stack([kept[int(i)] for i in wanted])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Episode selection
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 18) -> Path:
