@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -58,23 +57,8 @@ def camera_tags(frames: np.ndarray) -> list[int]:
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float, gop: int | None = None) -> Path:
-    """`write_video`, or with a keyframe every `gop` frames (to exercise seeking)."""
-    if gop is None:
-        return write_video(path, frames, fps)
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.codec_context.gop_size = gop
-        stream.options = {"crf": "18", "threads": "1", "sc_threshold": "0"}
-        for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    """`write_video`, optionally with a keyframe every `gop` frames (to exercise seeking)."""
+    return write_video(path, frames, fps, gop=gop)
 
 
 def _features(video_keys: Sequence[str], fps: float, size: int) -> dict:

@@ -243,43 +243,20 @@ def test_weights_and_rank_commands(scorer, tmp_path, capsys):
 def test_annotate_command_end_to_end(tiny_model_dirs, tmp_path, capsys):
     root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
     out = tmp_path / "p.parquet"
-    assert (
-        main(
-            [
-                "annotate",
-                str(root),
-                "--out",
-                str(out),
-                "--model",
-                str(tiny_model_dirs["qwen2_5_vl"]),
-                "--camera",
-                "observation.images.wrist",
-                "--episodes",
-                "1:2",
-                *SMALL,
-            ]
-        )
-        == 0
-    )
+    command = [
+        "annotate",
+        str(root),
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model_dirs["qwen2_5_vl"]),
+        *SMALL,
+    ]
+    assert main([*command, "--camera", "observation.images.wrist", "--episodes", "1:2"]) == 0
     table, _ = read_annotations(out)
     assert table["episode_index"].to_numpy().tolist() == [1] * 7 and table["index"].to_numpy()[0] == 6
     assert "1 episodes scored" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "annotate",
-                str(root),
-                "--out",
-                str(out),
-                "--model",
-                str(tiny_model_dirs["qwen2_5_vl"]),
-                "--camera",
-                "nope",
-                *SMALL,
-            ]
-        )
-        == 2
-    )
+    assert main([*command, "--camera", "nope"]) == 2
     assert "observation.images.top" in capsys.readouterr().err
 
 

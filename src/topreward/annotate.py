@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ import numpy as np
 
 from topreward import __version__
 from topreward.result import ScoreResult
+from topreward.worklog import JsonlLog
 
 logger = logging.getLogger(__name__)
 
@@ -49,35 +49,6 @@ def _pyarrow():
 def work_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.name + ".work.jsonl")
-
-
-class WorkFile:
-    """Append-only JSON-lines log of finished episodes; a torn last line (a kill mid-write) is dropped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> dict[str, dict[str, Any]]:
-        if not self.path.exists():
-            return {}
-        data = self.path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):
-            logger.info("%s: dropping a torn last line from an interrupted run", self.path)
-            with open(self.path, "r+b") as f:
-                f.truncate(len(complete))
-        records = {}
-        for line in complete.decode().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                records[rec["episode_id"]] = rec
-        return records
-
-    def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
 
 
 @dataclass
@@ -242,18 +213,18 @@ def annotate(
         source_factory: for "ray", a picklable zero-argument callable that reopens `source` in a worker.
     """
     out = Path(out)
-    work = WorkFile(work_path(out))
+    work_file = work_path(out)
     if overwrite:
-        work.path.unlink(missing_ok=True)
+        work_file.unlink(missing_ok=True)
     elif out.exists() and not resume:
         raise FileExistsError(
             f"{out} exists; pass --resume to continue an interrupted run or --overwrite to replace it"
         )
-    elif work.path.exists() and not resume:
+    elif work_file.exists() and not resume:
         raise FileExistsError(
-            f"{work.path} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
+            f"{work_file} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
         )
-    if resume and out.exists() and not work.path.exists():
+    if resume and out.exists() and not work_file.exists():
         logger.info("%s is complete; nothing to resume", out)
         return AnnotateSummary(out)
     if engine not in ("local", "ray"):
@@ -261,15 +232,14 @@ def annotate(
     out.parent.mkdir(parents=True, exist_ok=True)
 
     tasks, broken = plan(source)
-    done = work.load()
-    summary = AnnotateSummary(out, reused=len(done))
+    work = JsonlLog(work_file, ("episode_id",))
+    summary = AnnotateSummary(out, reused=len(work))
     for task in tasks:
-        if task.episode_id in broken and task.episode_id not in done:
+        if task.episode_id in broken and (task.episode_id,) not in work:
             logger.warning("episode %s skipped: %s", task.episode_id, broken[task.episode_id])
-            done[task.episode_id] = record_for(task, reason=broken[task.episode_id])
-            work.append(done[task.episode_id])
+            work.add(record_for(task, reason=broken[task.episode_id]))
             summary.skipped += 1
-    todo = [t for t in tasks if t.episode_id not in done]
+    todo = [t for t in tasks if (t.episode_id,) not in work]
 
     if engine == "ray":
         from topreward.annotate_ray import score_with_ray
@@ -287,9 +257,7 @@ def annotate(
         total=len(tasks), initial=len(tasks) - len(todo), unit="ep", disable=not progress_bar, desc="annotate"
     )
     for task, result, reason in stream:
-        rec = record_for(task, result, reason)
-        work.append(rec)
-        done[task.episode_id] = rec
+        work.add(record_for(task, result, reason))
         if result is None:
             summary.skipped += 1
         else:
@@ -301,7 +269,7 @@ def annotate(
     bar.close()
     summary.seconds = time.perf_counter() - t0
 
-    records = [done[t.episode_id] for t in tasks]
+    records = [work.records[(t.episode_id,)] for t in tasks]
     summary.skipped_reasons = {r["episode_id"]: r["reason"] for r in records if r["status"] != "ok"}
     cfg = scorer.config
     metadata = {
@@ -312,7 +280,7 @@ def annotate(
         "topreward_version": __version__,
     }
     write_parquet(records, out, metadata)
-    work.path.unlink()
+    work_file.unlink()
     return summary
 
 

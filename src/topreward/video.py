@@ -165,8 +165,13 @@ def seek_read_frames(path: str | Path, indices: Sequence[int] | np.ndarray) -> n
 # Episode selection
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 18) -> Path:
-    """Write uint8 RGB frames (T, H, W, 3) as an H.264 mp4 (even sizes are required by yuv420p)."""
+def write_video(
+    path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 18, gop: int | None = None
+) -> Path:
+    """Write uint8 RGB frames (T, H, W, 3) as an H.264 mp4 (even sizes are required by yuv420p).
+
+    One encoder thread, so the same frames give the same bytes; `gop` sets a fixed keyframe interval.
+    """
     import av
 
     path = Path(path)
@@ -183,6 +188,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float, *, crf: int = 
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": str(crf), "threads": "1"}
+        if gop is not None:
+            stream.codec_context.gop_size = gop
+            stream.options = {**stream.options, "sc_threshold": "0"}  # no extra keyframes at scene cuts
         for img in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)

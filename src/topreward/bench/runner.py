@@ -20,7 +20,6 @@ the end.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import numpy as np
 from topreward import metrics
 from topreward.episode import Episode
 from topreward.groundtruth import ground_truth_for
+from topreward.worklog import JsonlLog
 
 logger = logging.getLogger(__name__)
 
@@ -96,33 +96,6 @@ def choose_episodes(ids: Sequence[str], n: int, seed: int) -> list[str]:
         return list(ids)
     pick = np.random.default_rng(seed).choice(len(ids), size=n, replace=False)
     return [ids[i] for i in sorted(pick)]
-
-
-class _Log:
-    """JSON lines keyed by a tuple of fields; appended and fsynced one record at a time."""
-
-    def __init__(self, path: Path, key: tuple[str, ...]) -> None:
-        self.path, self.key = path, key
-        self.records: dict[tuple, dict] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a torn last line from a killed run
-                    continue
-                self.records[tuple(rec[k] for k in key)] = rec
-
-    def __contains__(self, key: tuple) -> bool:
-        return key in self.records
-
-    def add(self, rec: dict) -> None:
-        import os
-
-        with open(self.path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.records[tuple(rec[k] for k in self.key)] = rec
 
 
 def _finite(x: float) -> float | None:
@@ -234,8 +207,8 @@ def run_bench(
     config = config or BenchConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    episodes_log = _Log(out / "episodes.jsonl", ("dataset", "episode_id"))
-    mismatch_log = _Log(out / "mismatch.jsonl", ("dataset", "episode_id", "instruction"))
+    episodes_log = JsonlLog(out / "episodes.jsonl", ("dataset", "episode_id"))
+    mismatch_log = JsonlLog(out / "mismatch.jsonl", ("dataset", "episode_id", "instruction"))
     summaries = []
     for ds in datasets:
         source = open_source(ds.spec)
