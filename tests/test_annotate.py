@@ -85,9 +85,9 @@ def test_lerobot_dataset_to_rabc_parquet(scorer, tmp_path):
     ep1 = open_source(root).get("1")
     r = scorer.score(ep1)
     np.testing.assert_allclose(p[10:22], r.frame_progress, atol=1e-6)
-    assert meta["method"] == "topreward" and meta["model_id"] == scorer.config.model
+    assert meta["method"] == "topreward" and meta["model_id"] == scorer.backend.model_id
     assert meta["topreward_version"] == topreward.__version__ and meta["config"]["max_frames"] == 6
-    assert pq.read_schema(out).metadata[b"reward_model_path"].decode() == scorer.config.model
+    assert pq.read_schema(out).metadata[b"reward_model_path"].decode() == scorer.backend.model_id
 
 
 def test_corrupt_video_is_skipped_and_recorded(scorer, tmp_path):
@@ -191,7 +191,7 @@ def test_ray_engine_matches_local(scorer, tmp_path):
 
         summary = annotate(
             open_source(manifest),
-            ScorerSpec("topreward", scorer.config),
+            ScorerSpec("topreward", scorer.options()),
             tmp_path / "ray.parquet",
             engine="ray",
             workers=1,

@@ -12,6 +12,7 @@ from topreward.bench import BenchConfig, BenchDataset, run_bench
 from topreward.bench.presets import preset
 from topreward.bench.runner import choose_episodes, reversed_episode, static_episode
 from topreward.cli import main
+from topreward.episode import Episode
 from topreward.result import ScoreResult
 from topreward.rewards import frame_progress, minmax_progress
 from topreward.sampling import prefix_lengths, sample_indices
@@ -37,23 +38,26 @@ class NoisyOracle:
         ends = idx[np.asarray(ks) - 1]
         prog = minmax_progress(lp)
         return ScoreResult(
-            "noisy-oracle",
-            ep.instruction,
-            ep.num_frames,
-            ep.fps,
-            idx,
-            np.asarray(ks),
-            ends,
-            lp,
-            np.log1p(-np.exp(lp) + 1e-9),
-            prog,
-            frame_progress(ends, prog, ep.num_frames),
-            float(lp[-3:].mean()),
-            np.zeros(ep.num_frames),
-            {},
-            {},
-            "test",
+            method="noisy-oracle",
+            instruction=ep.instruction,
+            num_frames=ep.num_frames,
+            fps=ep.fps,
+            sampled_frames=idx,
+            prefix_lengths=np.asarray(ks),
+            prefix_end_frames=ends,
+            values=lp,
+            progress=prog,
+            frame_progress=frame_progress(ends, prog, ep.num_frames),
+            success_score=float(lp[-3:].mean()),
+            dense_rewards=np.zeros(ep.num_frames),
+            config={},
+            model={},
+            version="test",
+            signals={"log_p_true": lp},
         )
+
+    def score_instructions(self, ep, instructions):
+        return [self.score(Episode(**{**ep.__dict__, "instruction": text})) for text in instructions]
 
 
 def painted_episode(path: Path, progress: np.ndarray, fps: float = 10) -> None:

@@ -89,7 +89,7 @@ def test_group_pairs_pad_the_last_frame():
 
 def test_shared_length_even_prefix_shares_its_video_and_odd_prefix_recomputes_last_group(backend):
     video = model_video(backend, 8, (2, 2))
-    lay = build_layouts(backend, video, [3, 4, 8], backend.prompt_text("raw", PROMPT))
+    lay = build_layouts(backend, video, [3, 4, 8], backend.prompt_text("raw", PROMPT).before)
     full = lay[8]
     tpg = full.tokens_per_group
     # even prefix: everything up to its last video token is shared with the full episode
@@ -133,16 +133,18 @@ def test_fast_path_does_each_frames_work_once(qwen3_backend, monkeypatch):
     finally:
         handle.remove()
         handle2.remove()
-    layouts = build_layouts(backend, video, ks, prompt)
+    layouts = build_layouts(backend, video, ks, prompt.before)
     full = layouts[8]
     shared = {k: shared_length(layouts[k], full) for k in ks}
+    n_text = len(backend.tokenize(prompt.after))
     # one pass over the longest shared part (the whole video), then per prefix only what it does not share
-    assert seen_tokens == [max(shared.values()), sum(len(layouts[k]) - shared[k] for k in ks)]
+    assert seen_tokens == [max(shared.values()), sum(len(layouts[k]) + n_text - shared[k] for k in ks)]
     assert max(shared.values()) == int(full.video_positions[-1]) + 1
-    assert sum(seen_tokens) < sum(len(layouts[k]) for k in ks)  # what the reference processes
-    # the encoder runs once, over 4 full pairs + 4 padded pairs (prefixes 1, 3, 5, 7), 2x2 merged tokens each
+    assert sum(seen_tokens) < sum(len(layouts[k]) + n_text for k in ks)  # what the reference processes
+    # the encoder sees 4 full pairs when the cache is built, then the 4 padded pairs the requests need
+    # (prefixes 1, 3, 5, 7): each distinct pair once, 2x2 merged tokens each
     merge = backend.processor.video_processor.merge_size
-    assert seen_patches == [8 * (2 * 2) * merge**2]
+    assert seen_patches == [4 * (2 * 2) * merge**2, 4 * (2 * 2) * merge**2]
 
 
 def test_suffix_mask_pattern():

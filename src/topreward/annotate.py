@@ -2,12 +2,13 @@
 
 The output uses the columns LeRobot's reward-aligned behaviour cloning (RA-BC, `lerobot/utils/rabc.py`)
 reads — `index` (global frame index), `episode_index`, `frame_index`, `progress_sparse`, `progress_dense`
-(float32; NaN = no value) — so `--rabc_progress_path` can point at it. TOPReward has one progress head,
-so both progress columns carry the same per-frame progress. Our own columns follow: `log_p_true`,
-`log_p_false` (raw, on the frames where a scored prefix ends, NaN elsewhere), `prefix_end`,
-`dense_reward`, `success_score` (per episode, repeated on its rows). Schema metadata: `reward_model_path`
-(as LeRobot's writer), and `topreward` (JSON: method, config, model id/revision, package version, skipped
-episodes with reasons).
+(float32; NaN = no value) — so `--rabc_progress_path` can point at it. Every method has one progress head,
+so both progress columns carry the same per-frame progress. Our own columns follow, the same for every
+method: `value` (the method's raw value on the frames where an evaluation point ends, NaN elsewhere),
+`prefix_end`, `dense_reward`, `success_score` (per episode, repeated on its rows); then one column per
+numeric per-point signal of the method, placed like `value` (TOPReward: `log_p_true`, `log_p_false`).
+Schema metadata: `reward_model_path` (as LeRobot's writer), and `topreward` (JSON: method, config, model
+id/revision, package version, skipped episodes with reasons).
 
 Resumable: each finished episode is appended (one JSON line, flushed and fsynced) to `<out>.work.jsonl`
 beside the output; a run killed at any point and started again with `resume=True` skips what is there,
@@ -63,10 +64,24 @@ class EpisodeTask:
 
 @dataclass
 class ScorerSpec:
-    """A scorer not loaded here (engine "ray": each worker loads its own): method name and config."""
+    """A scorer not loaded here (engine "ray": each worker loads its own): method name and flat options."""
 
     name: str
-    config: Any
+    options: dict[str, Any]
+
+    def load(self):
+        from topreward.scorers.registry import load_scorer
+
+        return load_scorer(self.name, **self.options)
+
+    def preparer(self):
+        """The frame preparation, built without loading the model (only its video processor config)."""
+        from topreward.sampling import FramePreparer
+        from topreward.scorers.base import split_options
+        from topreward.scorers.registry import scorer_class
+
+        backend_config, sampling, _ = split_options(self.name, scorer_class(self.name).Config, self.options)
+        return FramePreparer(sampling, backend_config.patch_factor())
 
 
 @dataclass
@@ -107,8 +122,21 @@ def record_for(
     return rec
 
 
-def episode_columns(rec: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The per-frame rows of one work record."""
+def point_signals(res: dict[str, Any]) -> list[str]:
+    """Names of a result's signals that hold one number per evaluation point (they get a column each)."""
+    k = len(res["prefix_end_frames"])
+    names = res.get("signal_names", [n for n in ("log_p_true", "log_p_false") if n in res])
+    return [
+        n
+        for n in names
+        if isinstance(res.get(n), list)
+        and len(res[n]) == k
+        and all(isinstance(v, (int, float)) for v in res[n])
+    ]
+
+
+def episode_columns(rec: dict[str, Any], signals: list[str]) -> dict[str, np.ndarray]:
+    """The per-frame rows of one work record; `signals` are the per-point signal columns of the file."""
     n = rec["num_frames"]
     frame = np.arange(n, dtype=np.int64)
     cols: dict[str, np.ndarray] = {
@@ -118,36 +146,40 @@ def episode_columns(rec: dict[str, Any]) -> dict[str, np.ndarray]:
     }
     nan = np.full(n, np.nan, np.float32)
     res = rec["result"]
+    names = [
+        "progress_sparse",
+        "progress_dense",
+        "value",
+        "prefix_end",
+        "dense_reward",
+        "success_score",
+        *signals,
+    ]
     if res is None:
-        for name in (
-            "progress_sparse",
-            "progress_dense",
-            "log_p_true",
-            "log_p_false",
-            "dense_reward",
-            "success_score",
-        ):
-            cols[name] = nan.copy()
+        cols.update({name: nan.copy() for name in names})
         cols["prefix_end"] = np.zeros(n, bool)
         return cols
     progress = np.asarray(res["frame_progress"], np.float32)
     ends = np.asarray(res["prefix_end_frames"], np.int64)
     cols["progress_sparse"] = progress
     cols["progress_dense"] = progress.copy()
-    for name in ("log_p_true", "log_p_false"):
+    per_point = {"value": res.get("values", res.get("log_p_true")), **{s: res.get(s) for s in signals}}
+    for name, values in per_point.items():
         col = nan.copy()
-        col[ends] = np.asarray(res[name], np.float32)
+        if values is not None and len(values) == len(ends):
+            col[ends] = np.asarray(values, np.float32)
         cols[name] = col
     cols["prefix_end"] = np.isin(frame, ends)
     cols["dense_reward"] = np.asarray(res["dense_rewards"], np.float32)
     cols["success_score"] = np.full(n, res["success_score"], np.float32)
-    return cols
+    return {name: cols[name] for name in ["index", "episode_index", "frame_index", *names]}
 
 
 def write_parquet(records: list[dict[str, Any]], out: Path, metadata: dict[str, Any]) -> Path:
     """All episodes' rows sorted by global index, written atomically."""
     pa, pq = _pyarrow()
-    parts = [episode_columns(r) for r in records]
+    signals = sorted({s for r in records if r["result"] is not None for s in point_signals(r["result"])})
+    parts = [episode_columns(r, signals) for r in records]
     names = list(parts[0]) if parts else [*RABC_COLUMNS]
     cols = {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in names}
     order = np.argsort(cols["index"], kind="stable")
@@ -245,7 +277,7 @@ def annotate(
         from topreward.annotate_ray import score_with_ray
 
         stream = score_with_ray(
-            scorer.name, scorer.config, todo, source_factory, workers=workers, gpus_per_worker=gpus_per_worker
+            scorer, todo, source_factory, workers=workers, gpus_per_worker=gpus_per_worker
         )
     else:
         stream = _scored_locally(scorer, source, todo)
@@ -271,12 +303,13 @@ def annotate(
 
     records = [work.records[(t.episode_id,)] for t in tasks]
     summary.skipped_reasons = {r["episode_id"]: r["reason"] for r in records if r["status"] != "ok"}
-    cfg = scorer.config
+    options = scorer.options if isinstance(scorer, ScorerSpec) else scorer.options()
+    model = scorer.backend.describe() if not isinstance(scorer, ScorerSpec) else {}
     metadata = {
         "method": scorer.name,
-        "config": asdict(cfg),
-        "model_id": getattr(cfg, "model", None),
-        "model_revision": getattr(cfg, "revision", None),
+        "config": options,
+        "model_id": model.get("id", options.get("model")),
+        "model_revision": model.get("revision", options.get("revision")),
         "topreward_version": __version__,
     }
     write_parquet(records, out, metadata)

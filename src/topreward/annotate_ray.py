@@ -23,22 +23,15 @@ def _ray():
     return ray
 
 
-def _decode(
-    row: dict[str, Any], source_factory: Callable[[], Any], sampling: dict, patch_factor: int
-) -> dict[str, Any]:
-    """CPU task: open the source, sample and resize one episode's frames."""
-    from topreward.sampling import SamplingConfig, frame_size, resize_frames, sample_indices
-
-    cfg = SamplingConfig(**sampling)
+def _decode(row: dict[str, Any], source_factory: Callable[[], Any], preparer) -> dict[str, Any]:
+    """CPU task: open the source and prepare one episode's frames with the scorer's own `FramePreparer`."""
     row = dict(row)
     try:
         ep = source_factory().get(row["episode_id"])
-        idx = sample_indices(ep.num_frames, ep.fps, cfg.fps, cfg.max_frames)
-        frames = ep.frames(idx)
-        hw = frame_size(frames.shape[1], frames.shape[2], patch_factor, cfg.max_pixels, cfg.size)
+        video = preparer(ep)
         row.update(
-            frames=resize_frames(frames, hw),
-            sampled=idx,
+            frames=video.frames,
+            sampled=video.source_indices,
             fps=ep.fps,
             instruction=ep.instruction or "",
             source=ep.source,
@@ -57,17 +50,15 @@ def _decode(
 
 
 class _Score:
-    """Actor: one scorer for its lifetime; scores decoded episodes."""
+    """Actor: one scorer for its lifetime; scores prepared episodes."""
 
-    def __init__(self, method: str, config: dict) -> None:
-        from topreward.scorers.registry import load_scorer
-
-        self.scorer = load_scorer(method, **config)
+    def __init__(self, spec) -> None:
+        self.scorer = spec.load()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import json
 
-        from topreward.backends.hf import ModelVideo
+        from topreward.backends.base import ModelVideo
         from topreward.episode import Episode
 
         results, errors = [], []
@@ -94,13 +85,13 @@ class _Score:
         return {"episode_id": batch["episode_id"], "result": np.array(results), "error": np.array(errors)}
 
 
-def score_with_ray(
-    method: str, config, todo, source_factory, *, workers: int = 1, gpus_per_worker: float = 0.0
-) -> Iterator:
-    """Yield (task, ScoreResult | None, reason | None) for every task, as results arrive."""
-    import json
+def score_with_ray(spec, todo, source_factory, *, workers: int = 1, gpus_per_worker: float = 0.0) -> Iterator:
+    """Yield (task, ScoreResult | None, reason | None) for every task, as results arrive.
 
-    from transformers import AutoProcessor
+    Args:
+        spec: a `topreward.annotate.ScorerSpec` (method name and options); each actor loads its scorer.
+    """
+    import json
 
     from topreward.result import ScoreResult
 
@@ -111,26 +102,12 @@ def score_with_ray(
     ray = _ray()
     if not ray.is_initialized():
         ray.init()
-    vp = AutoProcessor.from_pretrained(config.model, revision=config.revision).video_processor
-    sampling = {
-        "fps": config.fps,
-        "max_frames": config.max_frames,
-        "max_pixels": config.max_pixels,
-        "size": config.size,
-    }
     by_id = {t.episode_id: t for t in todo}
     ds = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
-    ds = ds.map(
-        _decode,
-        fn_kwargs={
-            "source_factory": source_factory,
-            "sampling": sampling,
-            "patch_factor": int(vp.patch_size * vp.merge_size),
-        },
-    )
+    ds = ds.map(_decode, fn_kwargs={"source_factory": source_factory, "preparer": spec.preparer()})
     ds = ds.map_batches(
         _Score,
-        fn_constructor_args=(method, asdict(config)),
+        fn_constructor_args=(spec,),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_gpus=gpus_per_worker,

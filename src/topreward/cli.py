@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 SAMPLE_VIDEO = "sample_pick_place.mp4"
 SAMPLE_INSTRUCTION = "put the red block into the blue cup"
 
@@ -67,14 +69,57 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any):
     return cls(**{**values, **overrides})
 
 
+def add_method_flags(parser: argparse.ArgumentParser, method: str) -> None:
+    """`--method` plus the flags of the backend, the sampling and the chosen method (from their dataclasses)."""
+    from topreward.sampling import SamplingConfig
+    from topreward.scorers.base import BackendConfig
+    from topreward.scorers.registry import scorer_class
+
+    cls = scorer_class(method)
+    parser.add_argument(
+        "--method",
+        default="topreward",
+        help="scoring method (see `topreward list`); put it first to see its flags",
+    )
+    add_config_flags(parser.add_argument_group("backend options"), BackendConfig)
+    add_config_flags(parser.add_argument_group("sampling options"), SamplingConfig)
+    add_config_flags(parser.add_argument_group(f"{method} options ({cls.description})"), cls.Config)
+
+
+def method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The flat scorer options (backend, sampling, method) given on the command line."""
+    from topreward.sampling import SamplingConfig
+    from topreward.scorers.base import BackendConfig
+    from topreward.scorers.registry import scorer_class
+
+    classes = (BackendConfig, SamplingConfig, scorer_class(args.method).Config)
+    return {f.name: getattr(args, f.name) for cls in classes for f in dataclasses.fields(cls)}
+
+
+def valid_flags(method: str) -> list[str]:
+    from topreward.sampling import SamplingConfig
+    from topreward.scorers.base import BackendConfig
+    from topreward.scorers.registry import scorer_class
+
+    classes = (BackendConfig, SamplingConfig, scorer_class(method).Config)
+    return ["--" + f.name.replace("_", "-") for cls in classes for f in dataclasses.fields(cls)]
+
+
+def _peek_method(argv: list[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--method="):
+            return arg.split("=", 1)[1]
+    return "topreward"
+
+
 # ---- subcommands ----------------------------------------------------------------------------------
 def _cmd_score(args: argparse.Namespace) -> int:
     from topreward.episode import as_episode
-    from topreward.scorers.registry import load_scorer, scorer_config_class
+    from topreward.scorers.registry import load_scorer
 
-    cls = scorer_config_class(args.method)
-    config = config_from_args(cls, args)
-    scorer = load_scorer(args.method, **dataclasses.asdict(config))
+    scorer = load_scorer(args.method, **method_options(args))
     episode = as_episode(args.video, args.instruction, args.source_fps)
     result = scorer.score(episode)
     out = result.save(args.out)
@@ -89,17 +134,23 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _print_summary(result) -> None:
     print(
-        f"instruction: {result.instruction!r}  success score (mean log P(True), last prefixes): {result.success_score:.3f}"
+        f"method: {result.method}  instruction: {result.instruction!r}  success score: {result.success_score:.3f}"
     )
-    print(" prefix  end frame  log P(True)  log P(False)  progress")
-    for k, e, t, f, p in zip(
-        result.prefix_lengths,
-        result.prefix_end_frames,
-        result.log_p_true,
-        result.log_p_false,
-        result.progress,
-    ):
-        print(f" {k:6d}  {e:9d}  {t:11.3f}  {f:12.3f}  {p:8.3f}")
+    k = len(result.prefix_lengths)
+    # the method's per-point signals that are plain numbers get a column each (e.g. log P(True), log P(False))
+    extra = {
+        name: np.asarray(v, dtype=float)
+        for name, v in result.signals.items()
+        if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == k
+    }
+    names = [result.value_name, *[n for n in extra if n != result.value_name]]
+    columns = [np.asarray(result.values, float), *[extra[n] for n in names[1:]]]
+    print(" prefix  end frame  " + "  ".join(f"{n:>12}" for n in names) + "  progress")
+    for i in range(k):
+        cells = "  ".join(f"{c[i]:12.3f}" for c in columns)
+        print(
+            f" {result.prefix_lengths[i]:6d}  {result.prefix_end_frames[i]:9d}  {cells}  {result.progress[i]:8.3f}"
+        )
     print(f"model time {result.timings['model_s']:.2f}s, total {result.timings['total_s']:.2f}s")
 
 
@@ -149,15 +200,14 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
 
     from topreward.annotate import ScorerSpec, annotate
     from topreward.datasets import open_source
-    from topreward.scorers.registry import load_scorer, scorer_config_class
+    from topreward.scorers.registry import load_scorer
 
     source_kwargs = _open_source_args(args)
     source = open_source(args.source, **source_kwargs)
-    config = config_from_args(scorer_config_class(args.method), args)
     if args.engine == "ray":
-        scorer = ScorerSpec(args.method, config)
+        scorer = ScorerSpec(args.method, method_options(args))
     else:
-        scorer = load_scorer(args.method, **dataclasses.asdict(config))
+        scorer = load_scorer(args.method, **method_options(args))
     summary = annotate(
         source,
         scorer,
@@ -215,7 +265,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from topreward.bench import BenchConfig, BenchDataset, run_bench
     from topreward.bench.presets import preset
     from topreward.bench.report import text_table
-    from topreward.scorers.registry import load_scorer, scorer_config_class
+    from topreward.scorers.registry import load_scorer
 
     datasets = [BenchDataset(Path(str(spec).rstrip("/")).name, spec) for spec in args.datasets]
     episodes = args.episodes
@@ -229,8 +279,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     bench = BenchConfig(
         episodes=episodes or 20, seed=args.seed, controls=controls, max_instructions=args.max_instructions
     )
-    config = config_from_args(scorer_config_class(args.method), args)
-    scorer = load_scorer(args.method, **dataclasses.asdict(config))
+    scorer = load_scorer(args.method, **method_options(args))
     summaries = run_bench(datasets, scorer, args.out, bench, progress_bar=not args.quiet)
     print(text_table(summaries))
     print(f"report: {Path(args.out) / 'report.md'}")
@@ -259,16 +308,47 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    from topreward.scorers.registry import list_scorers
+def _cmd_tokens(args: argparse.Namespace) -> int:
+    import json
 
-    print("\n".join(list_scorers()))
+    from topreward.datasets import open_source
+    from topreward.scorers.registry import load_scorer
+    from topreward.tokens import answer_token_study
+
+    if args.method != "topreward":
+        raise ValueError("the answer-token study reads TOPReward's prompt; use --method topreward")
+    scorer = load_scorer(args.method, **method_options(args))
+    candidates = [w for w in args.candidates.split(",")] if args.candidates else None
+    study = answer_token_study(
+        open_source(args.source),
+        scorer,
+        candidates=candidates,
+        top_vocab=args.top_vocab,
+        max_episodes=args.max_episodes,
+        progress_bar=not args.quiet,
+    )
+    print(study.table())
+    if args.out:
+        Path(args.out).write_text(json.dumps(study.to_dict(), indent=1) + "\n")
+        print(f"wrote {args.out}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _cmd_list(args: argparse.Namespace) -> int:
+    from topreward.scorers.registry import list_scorers, scorer_class
+
+    width = max(len(n) for n in list_scorers())
+    for name in list_scorers():
+        cls = scorer_class(name)
+        needs = ", ".join(sorted(cls.requires))
+        print(f"{name:<{width}}  {cls.description}  [needs: {needs}]")
+    print("options of a method: topreward score --method NAME --help")
+    return 0
+
+
+def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
+    """The whole command line; `method` decides which method's flags score/annotate/bench/tokens take."""
     from topreward import __version__
-    from topreward.scorers.topreward import TOPRewardConfig
     from topreward.tiny import ARCHS
 
     parser = argparse.ArgumentParser(
@@ -283,9 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("instruction", help="task text, e.g. 'put the pen into the cup'")
     p.add_argument("--out", default="result.json", help="result JSON path (default: result.json)")
     p.add_argument("--plot", default=None, help="also write a PNG plot here")
-    p.add_argument("--method", default="topreward", help="scoring method (see `topreward list`)")
     p.add_argument("--source-fps", type=float, default=None, help="frame rate of a frame folder")
-    add_config_flags(p, TOPRewardConfig)
+    add_method_flags(p, method)
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("make-tiny-model", help="write a tiny random-weight model + processor (offline tests)")
@@ -315,8 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="ray: scorer actors (one model each)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per scorer actor")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--method", default="topreward", help="scoring method (see `topreward list`)")
-    add_config_flags(p, TOPRewardConfig)
+    add_method_flags(p, method)
     p.set_defaults(func=_cmd_annotate)
 
     p = sub.add_parser("weights", help="advantage-weighted BC weights from an annotation parquet (Eq.5)")
@@ -350,9 +428,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-instructions", type=int, default=8, help="instructions per dataset in the mismatch control"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--method", default="topreward", help="scoring method (see `topreward list`)")
-    add_config_flags(p, TOPRewardConfig)
+    add_method_flags(p, method)
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "tokens",
+        help="answer-token study (TOPReward App. B): which answer word separates success from failure",
+    )
+    p.add_argument("source", help="a source with success labels (manifest, folder, LeRobot root)")
+    p.add_argument(
+        "--candidates", default=None, help="comma list of answer words, e.g. ' True, Yes' (default: built in)"
+    )
+    p.add_argument(
+        "--top-vocab", type=int, default=0, help="also rank the N most separating vocabulary tokens"
+    )
+    p.add_argument("--max-episodes", type=int, default=None, help="score at most this many episodes")
+    p.add_argument("--out", default=None, help="write the table as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_method_flags(p, method)
+    p.set_defaults(func=_cmd_tokens)
 
     p = sub.add_parser("sim", help="generate Meta-World episodes with ground truth (extra [sim])")
     p.add_argument("--out", default="sim_out", help="output folder (videos/ + manifest.jsonl); reruns resume")
@@ -383,7 +477,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    method = _peek_method(argv)
+    try:
+        parser = build_parser(method)
+    except ValueError as e:  # an unknown --method: the message lists the methods
+        print(f"topreward: error: {e}", file=sys.stderr)
+        return 2
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if hasattr(args, "method"):
+            parser.exit(
+                2,
+                f"topreward {args.command}: error: {' '.join(unknown)}: not an option of method {method!r}; "
+                f"its options: {' '.join(valid_flags(method))}\n",
+            )
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

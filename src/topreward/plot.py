@@ -29,7 +29,7 @@ def plot_result(
     ground_truth: np.ndarray | None = None,
     thumbnails: int = 6,
 ) -> Path:
-    """Save the progress curve (and log P(True)) of `result`; thumbnails of `episode` along the top."""
+    """Save the progress curve (and the method's raw values) of `result`; thumbnails of `episode` along the top."""
     plt = _pyplot()
     path = Path(path)
     n_thumb = thumbnails if episode is not None else 0
@@ -62,12 +62,14 @@ def plot_result(
     ax.set_ylim(-0.05, 1.05)
     twin = ax.twinx()
     twin.plot(
-        result.prefix_end_frames / result.fps, result.log_p_true, ":", color="tab:red", label="log P(True)"
+        result.prefix_end_frames / result.fps, result.values, ":", color="tab:red", label=result.value_name
     )
-    twin.set_ylabel("log P(True)", color="tab:red")
+    twin.set_ylabel(result.value_name, color="tab:red")
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="upper left", fontsize=8)
-    ax.set_title(f"{result.instruction!r}  success score {result.success_score:.2f}", fontsize=10)
+    ax.set_title(
+        f"{result.method}: {result.instruction!r}  success score {result.success_score:.2f}", fontsize=10
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -8,28 +8,36 @@ apply by default) would make the resolution depend on the prefix length.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from topreward.backends.base import ModelVideo
+    from topreward.episode import Episode
+
+
+def option(default: Any, help: str, **kw: Any) -> Any:
+    """A config field whose help text (and choices) the CLI turns into a flag: one source of truth."""
+    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
 class SamplingConfig:
-    """Frame sampling and resizing.
+    """Which frames the model sees, at what size, and at which points the method is evaluated."""
 
-    Attributes:
-        fps: sampling rate in frames per second of video time (the paper's experiments: 2).
-        max_frames: cap on the number of sampled frames; the stride then grows to cover the whole episode.
-        max_pixels: per-frame pixel budget (aspect ratio kept, sides rounded to the model's patch grid).
-        size: fixed (height, width) instead of a budget; rounded to the model's patch grid.
-    """
-
-    fps: float = 2.0
-    max_frames: int = 32
-    max_pixels: int = 256 * 256
-    size: tuple[int, int] | None = None
+    fps: float = option(2.0, "frames per second of video time shown to the model")
+    max_frames: int = option(32, "cap on sampled frames (stride grows to cover the episode)")
+    max_pixels: int = option(256 * 256, "per-frame pixel budget (aspect kept, rounded to the patch grid)")
+    size: tuple[int, int] | None = option(None, "fixed frame size HxW instead of max_pixels")
+    num_prefixes: int | None = option(
+        15, "evaluation points: uniform prefix lengths from 1 to N; None = every sampled frame"
+    )
 
     def __post_init__(self) -> None:
+        if self.num_prefixes is not None and self.num_prefixes < 2:
+            raise ValueError(f"num_prefixes must be >= 2 or None (every frame), got {self.num_prefixes}")
         if not self.fps or self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
         if self.max_frames < 2:
@@ -98,3 +106,25 @@ def prefix_lengths(num_sampled: int, num_prefixes: int | None) -> list[int]:
     if num_prefixes < 2:
         raise ValueError(f"num_prefixes must be at least 2 (or None for every frame), got {num_prefixes}")
     return sorted({int(k) for k in np.round(np.linspace(1, num_sampled, num_prefixes))})
+
+
+@dataclass(frozen=True)
+class FramePreparer:
+    """Model-free and picklable: an episode -> the frames the model sees (`ModelVideo`).
+
+    Built from the sampling options and the model's patch grid; runs anywhere (a Ray CPU task, a
+    dataloader worker) without the model.
+    """
+
+    sampling: SamplingConfig
+    patch_factor: int
+
+    def __call__(self, episode: Episode) -> ModelVideo:
+        from topreward.backends.base import ModelVideo
+        from topreward.episode import validate_frames
+
+        cfg = self.sampling
+        idx = sample_indices(episode.num_frames, episode.fps, cfg.fps, cfg.max_frames)
+        frames = validate_frames(episode.frames(idx), what=f"frames of {episode.source}")
+        hw = frame_size(frames.shape[1], frames.shape[2], self.patch_factor, cfg.max_pixels, cfg.size)
+        return ModelVideo(resize_frames(frames, hw), idx, episode.fps)

@@ -28,12 +28,13 @@ SPECIAL_TOKENS = [
     "<|video_pad|>",
 ]
 
-# A Qwen-style chat template (user turns with text and video parts), enough for the `chat` prompt style.
+# A Qwen-style chat template (user turns with text, image and video parts): the `chat` style and image prompts.
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for part in message['content'] %}"
     "{% if part['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
     "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}"

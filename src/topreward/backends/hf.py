@@ -1,52 +1,38 @@
-"""Local transformers backend: loads a Qwen-VL video model and scores next-token log-probs after video prefixes.
+"""Local transformers backend: a Qwen-VL video model on one device, implementing `topreward.backends.base.Backend`.
 
-Two paths compute the same numbers:
-  * `reference_log_probs`: one ordinary forward per prefix through the model's own processor — the
-    definition, kept simple so it can be trusted.
-  * `fast_log_probs` (default): prefix sharing (see `topreward.backends.prefix_sharing`): the vision
-    encoder runs once per frame pair, the language model runs once over the episode's video tokens, and
-    the K prompt suffixes are scored on top of that shared cache in packed forwards.
-A test holds them equal to 1e-4 in float32.
+Two paths answer the same requests with the same numbers:
+  * `path="reference"`: `ReferenceVideoCache`, one ordinary forward per request through the model's own
+    processor — the definition, kept simple so it can be trusted.
+  * `path="fast"` (default): `VideoCache` (`topreward.backends.prefix_sharing`): the vision encoder runs
+    once per frame pair, the language model once over the video's tokens, and the requests are packed on
+    top of that shared cache.
+Tests hold them equal to 1e-4 in float32.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from topreward.backends.base import (
+    GENERATION,
+    LOG_PROBS,
+    MULTI_IMAGE,
+    PREFIX_SHARING,
+    Answer,
+    ModelVideo,
+    Request,
+)
 from topreward.backends.qwen_vl import QwenVLFamily, family_for
 from topreward.prompts import PromptStyle
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class ModelVideo:
-    """The frames a model sees for one episode: sampled once, resized once.
-
-    Attributes:
-        frames: uint8 RGB (N, h, w, 3) at model resolution.
-        source_indices: index in the source video of each sampled frame.
-        source_fps: frame rate of the source video.
-    """
-
-    frames: np.ndarray
-    source_indices: np.ndarray
-    source_fps: float
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.frames)
-
-    @property
-    def sampled_fps(self) -> float:
-        """Average rate of the sampled frames in frames per second of video time."""
-        span = (self.source_indices[-1] - self.source_indices[0]) / self.source_fps
-        return (len(self.source_indices) - 1) / span if span > 0 else self.source_fps
+__all__ = ["HFBackend", "ModelVideo", "PromptText", "ReferenceVideoCache"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +67,9 @@ def _pick_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
     return table[dtype]
 
 
+Path = Literal["fast", "reference"]
+
+
 class HFBackend:
     """A Qwen-VL video model loaded with transformers, on one device.
 
@@ -89,8 +78,12 @@ class HFBackend:
         revision: Hub revision (branch, tag or commit).
         device: "cuda", "cuda:1", "cpu"; default: CUDA when available.
         dtype: "bfloat16", "float32", ...; default bf16 on CUDA, float32 on CPU.
-        attn_implementation: "sdpa" (default) or "eager"; the packed suffix pass needs a 4-D mask.
+        attn_implementation: "sdpa" (default) or "eager"; the packed request pass needs a 4-D mask.
+        path: "fast" (the shared video cache) or "reference" (one forward per request).
+        batch_size: requests per packed forward on the fast path (a memory knob).
     """
+
+    name = "transformers"
 
     def __init__(
         self,
@@ -100,6 +93,8 @@ class HFBackend:
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         attn_implementation: str = "sdpa",
+        path: Path = "fast",
+        batch_size: int = 8,
     ) -> None:
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
@@ -108,8 +103,13 @@ class HFBackend:
                 f"attn_implementation={attn_implementation!r}: the prefix-shared pass uses a 4-D attention mask, "
                 "which needs 'sdpa' or 'eager'"
             )
+        if path not in ("fast", "reference"):
+            raise ValueError(f"path={path!r}; choose 'fast' or 'reference'")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_id = str(model)
         self.revision = revision
+        self.path, self.batch_size = path, batch_size
         self.device = _pick_device(device)
         self.dtype = _pick_dtype(dtype, self.device)
         try:
@@ -129,17 +129,42 @@ class HFBackend:
         self.patch_factor = int(vp.patch_size * vp.merge_size)
         self.temporal_patch = int(vp.temporal_patch_size)
         self.max_context = int(self.model.config.get_text_config().max_position_embeddings)
+        self.capabilities = frozenset({LOG_PROBS, PREFIX_SHARING, GENERATION, MULTI_IMAGE})
+
+    @staticmethod
+    def frame_patch_factor(model: str, revision: str | None = None) -> int:
+        """The patch grid frame sides are rounded to, read from the model's video processor config only."""
+        from transformers import AutoVideoProcessor
+
+        try:
+            vp = AutoVideoProcessor.from_pretrained(str(model), revision=revision)
+        except OSError as e:
+            raise ValueError(f"cannot read the video processor of model {model!r}: {e}") from e
+        return int(vp.patch_size * vp.merge_size)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.model_id,
+            "revision": self.revision,
+            "family": self.family.name,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": self.device,
+            "backend": self.name,
+        }
 
     # ---- text -------------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.processor.tokenizer.encode(text, add_special_tokens=False))
+
     def token_id(self, word: str) -> int:
         """The id of `word` as one token (e.g. " True" with its leading space); error if it is several."""
-        ids = self.processor.tokenizer.encode(word, add_special_tokens=False)
+        ids = self.tokenize(word)
         if len(ids) != 1:
             pieces = self.processor.tokenizer.convert_ids_to_tokens(ids)
             raise ValueError(
                 f"model {self.model_id}: the answer word {word!r} is {len(ids)} tokens {pieces}, not one; "
-                "TOPReward reads a single next-token probability, so use a model whose tokenizer has it as one "
-                "token, or change the answer word"
+                "a next-token probability needs a word that is a single token in this tokenizer, so change "
+                "the answer word (or use a model whose tokenizer has it as one token)"
             )
         return int(ids[0])
 
@@ -150,17 +175,21 @@ class HFBackend:
         if style == "authors":
             return PromptText("<|im_start|>user\n", prompt)
         if style == "chat":
-            messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
-            text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            marker = self.family.chat_video_marker
-            if text.count(marker) != 1:
-                raise ValueError(
-                    f"model {self.model_id}: its chat template does not place one {marker!r} for the video; "
-                    "use prompt_style='raw' or 'authors'"
-                )
-            before, after = text.split(marker)
+            before, after = self._chat_split([{"type": "video"}, {"type": "text", "text": prompt}])
             return PromptText(before, after)
         raise ValueError(f"unknown prompt_style {style!r}; choose 'raw', 'authors' or 'chat'")
+
+    def _chat_split(self, content: list[dict]) -> tuple[str, str]:
+        messages = [{"role": "user", "content": content}]
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        marker = self.family.chat_video_marker
+        if text.count(marker) != 1:
+            raise ValueError(
+                f"model {self.model_id}: its chat template does not place one {marker!r} for the video; "
+                "use prompt_style='raw' or 'authors'"
+            )
+        before, after = text.split(marker)
+        return before, after
 
     def full_text(self, prompt: PromptText) -> str:
         return prompt.before + self.family.video_placeholder + prompt.after
@@ -182,35 +211,69 @@ class HFBackend:
                 f"{self.max_context}; lower `max_frames` or `fps`, or the resolution (`max_pixels` / `size`)"
             )
 
-    # ---- reference path ---------------------------------------------------------------------------
+    def _to_device(self, inputs) -> dict[str, torch.Tensor]:
+        # only pixels take the model's dtype: e.g. Qwen2.5-VL's seconds-per-group must stay float32,
+        # or bf16 rounding would move its temporal positions
+        return {
+            key: (v.to(self.device, self.dtype) if key.startswith("pixel_values") else v.to(self.device))
+            for key, v in inputs.items()
+            if isinstance(v, torch.Tensor)
+        }
+
     @torch.inference_mode()
+    def forward_answer(self, inputs, text: str, request: Request) -> Answer:
+        """One plain forward of processor `inputs` whose sequence ends with `text`; reads `request`'s answer."""
+        enc = self.processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = inputs["input_ids"][0]
+        n = len(enc["input_ids"])
+        self.check_context(len(ids))
+        if ids[len(ids) - n :].tolist() != list(enc["input_ids"]):
+            raise RuntimeError(
+                f"the tokens of {text[:60]!r} change when it follows the video; start it with a space"
+            )
+        logits = self.model(**self._to_device(inputs), logits_to_keep=n + 1).logits[0].float()
+        log_probs = torch.log_softmax(logits, dim=-1)  # row j predicts text token j; row n the next token
+        nxt = (
+            log_probs[n, list(request.tokens)].cpu().numpy().astype(np.float64)
+            if request.tokens
+            else np.zeros(0)
+        )
+        if request.span is None:
+            return Answer(nxt)
+        from topreward.backends.prefix_sharing import TextTokens
+
+        text_ids = torch.tensor(enc["input_ids"])
+        j0, j1 = TextTokens(text_ids, [tuple(o) for o in enc["offset_mapping"]]).span_tokens(
+            request.span, text
+        )
+        targets = text_ids[j0:j1].tolist()
+        span = log_probs[torch.arange(j0, j1), targets].cpu().numpy().astype(np.float64)
+        return Answer(nxt, span, tuple(targets))
+
+    # ---- the video cache (both paths) -------------------------------------------------------------
+    def video_cache(
+        self, video: ModelVideo, before: str, *, path: Path | None = None, batch_size: int | None = None
+    ):
+        """A `VideoCache` (fast path) or `ReferenceVideoCache` over `video` with `before` in front of it.
+
+        `path` and `batch_size` default to the backend's own.
+        """
+        path = path or self.path
+        if path not in ("fast", "reference"):
+            raise ValueError(f"path={path!r}; choose 'fast' or 'reference'")
+        if path == "reference":
+            return ReferenceVideoCache(self, video, before)
+        from topreward.backends.prefix_sharing import VideoCache
+
+        return VideoCache(self, video, before, batch_size=batch_size or self.batch_size)
+
     def reference_log_probs(
         self, video: ModelVideo, prefixes: list[int], prompt: PromptText, token_ids: list[int]
     ) -> np.ndarray:
-        """One plain forward per prefix through the processor and the model; (K, len(token_ids)) log-probs."""
-        text = self.full_text(prompt)
-        rows = []
-        for k in prefixes:
-            inputs = self.processor(
-                text=[text],
-                videos=[video.frames[:k]],
-                video_metadata=[self.prefix_metadata(video, k)],
-                return_tensors="pt",
-                **self.processor_kwargs(),
-            )
-            self.check_context(inputs["input_ids"].shape[1])
-            # only pixels take the model's dtype: e.g. Qwen2.5-VL's seconds-per-group must stay float32,
-            # or bf16 rounding would move its temporal positions
-            inputs = {
-                key: (v.to(self.device, self.dtype) if key.startswith("pixel_values") else v.to(self.device))
-                for key, v in inputs.items()
-                if isinstance(v, torch.Tensor)
-            }
-            logits = self.model(**inputs, logits_to_keep=1).logits[0, -1]
-            rows.append(torch.log_softmax(logits.float(), dim=-1)[token_ids].cpu().numpy())
-        return np.stack(rows).astype(np.float64)
+        """(K, len(token_ids)) next-token log-probs after each prefix, one plain forward each."""
+        cache = ReferenceVideoCache(self, video, prompt.before)
+        return _stack(cache.score([Request(k, prompt.after, tuple(token_ids)) for k in prefixes]))
 
-    # ---- fast path --------------------------------------------------------------------------------
     def fast_log_probs(
         self,
         video: ModelVideo,
@@ -220,6 +283,85 @@ class HFBackend:
         batch_size: int = 8,
     ) -> np.ndarray:
         """Prefix-shared scoring; same numbers as `reference_log_probs` (see `prefix_sharing`)."""
-        from topreward.backends.prefix_sharing import score_prefixes
+        from topreward.backends.prefix_sharing import VideoCache
 
-        return score_prefixes(self, video, prefixes, prompt, token_ids, batch_size=batch_size)
+        cache = VideoCache(self, video, prompt.before, batch_size=batch_size)
+        return _stack(cache.score([Request(k, prompt.after, tuple(token_ids)) for k in prefixes]))
+
+    # ---- generation -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, video: ModelVideo, prompt: PromptText, max_new_tokens: int = 256) -> str:
+        """Greedy text after [before, video, after]."""
+        inputs = self.processor(
+            text=[self.full_text(prompt)],
+            videos=[video.frames],
+            video_metadata=[self.prefix_metadata(video, video.num_frames)],
+            return_tensors="pt",
+            **self.processor_kwargs(),
+        )
+        self.check_context(inputs["input_ids"].shape[1] + max_new_tokens)
+        out = self.model.generate(**self._to_device(inputs), max_new_tokens=max_new_tokens, do_sample=False)
+        return self.processor.tokenizer.decode(
+            out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+
+    # ---- several images in one prompt (reference path) ------------------------------------------
+    def image_chat(self, parts: list[str | np.ndarray]) -> tuple[str, list[np.ndarray]]:
+        """A user turn of the model's chat template from text and image parts, and the images in order."""
+        content = [
+            {"type": "image"} if isinstance(p, np.ndarray) else {"type": "text", "text": p} for p in parts
+        ]
+        messages = [{"role": "user", "content": content}]
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return text, [p for p in parts if isinstance(p, np.ndarray)]
+
+    def image_log_probs(self, prompt: str, images: list[np.ndarray], requests: list[Request]) -> list[Answer]:
+        """Answers to requests whose `text` follows `prompt`, a text with one image marker per image.
+
+        This path runs one plain forward per request (the video cache serves videos, not several images);
+        `Request.prefix` is not used here.
+        """
+        answers = []
+        for r in requests:
+            inputs = self.processor(
+                text=[prompt + r.text], images=list(images), return_tensors="pt", do_resize=False
+            )
+            answers.append(self.forward_answer(inputs, r.text, r))
+        return answers
+
+
+class ReferenceVideoCache:
+    """The definition: every request is one plain forward of [before, frames 1..k, text] through the processor."""
+
+    def __init__(self, backend: HFBackend, video: ModelVideo, before: str) -> None:
+        self.backend, self.before = backend, before
+        self.video = ModelVideo(np.asarray(video.frames), np.asarray(video.source_indices), video.source_fps)
+
+    def score(self, requests: list[Request]) -> list[Answer]:
+        b = self.backend
+        answers = []
+        for r in requests:
+            if not 1 <= r.prefix <= self.video.num_frames:
+                raise ValueError(
+                    f"prefix {r.prefix} is outside the video's 1..{self.video.num_frames} frames"
+                )
+            inputs = b.processor(
+                text=[self.before + b.family.video_placeholder + r.text],
+                videos=[self.video.frames[: r.prefix]],
+                video_metadata=[b.prefix_metadata(self.video, r.prefix)],
+                return_tensors="pt",
+                **b.processor_kwargs(),
+            )
+            answers.append(b.forward_answer(inputs, r.text, r))
+        return answers
+
+    def extend(self, frames: np.ndarray, source_indices) -> None:
+        self.video = ModelVideo(
+            np.concatenate([self.video.frames, np.asarray(frames)]),
+            np.concatenate([self.video.source_indices, np.asarray(source_indices, dtype=np.int64)]),
+            self.video.source_fps,
+        )
+
+
+def _stack(answers: list[Answer]) -> np.ndarray:
+    return np.stack([a.next for a in answers])

@@ -1,41 +1,48 @@
-"""Prefix sharing: score K video prefixes with each frame's work done once.
+"""The video cache: many requests about one video's prefixes, with each frame's work done once.
 
-The reference computes, for every prefix k, a full forward over [text before, video frames 1..k, prompt].
-Most of that work repeats. Here:
-  1. `build_layouts`: the token ids and M-RoPE positions every prefix would get from the processor and
-     the model (text only, no pixels), and which frame pair feeds each temporal group of vision tokens.
-  2. `shared_length`: how many leading tokens prefix k shares exactly with the whole episode's sequence —
+The reference computes, for every request (prefix k, text), a full forward over [text before, frames
+1..k, text]. Most of that work repeats. A `VideoCache` is built once per (episode frames, text before
+the video) and keeps what the requests share:
+  1. `build_layout`: the token ids and M-RoPE positions of [before, frames 1..k] as the processor and the
+     model would make them (text only, no pixels), and which frame pair feeds each temporal group of
+     vision tokens.
+  2. `shared_length`: how many leading tokens prefix k shares exactly with the whole video's sequence —
      same ids, same positions, vision tokens from the same frame pair. A prefix ending inside a temporal
      group (odd k with 2-frame groups) gets that last group padded by repeating its frame, so that group's
-     features differ and it moves to the suffix.
+     features differ and it moves to the request's own part.
   3. `encode_frame_pairs`: the vision encoder runs once per distinct frame pair (Qwen-VL encoders attend
-     only within a temporal group, so this equals per-prefix encoding).
-  4. `build_video_cache`: one language-model forward over the longest shared part gives a KV cache.
-  5. `score_suffixes`: each prefix's remaining tokens (its suffix: a re-encoded last group if any, then
-     the prompt) are packed into one sequence on top of the cache, with a 4-D mask so each suffix sees the
-     cache up to its own shared length and itself; chunked by `batch_size` prefixes to bound memory.
-Nothing here assumes the sharing is possible: where ids, positions or frames differ, the shared part
-just ends earlier and the suffix is longer. Several prompts over one cache (ensembles) are more suffixes;
-frames arriving during an RL episode extend the cache (step 4 again from the old length).
+     only within a temporal group, so this equals per-prefix encoding); the cache keeps the features.
+  4. One language-model forward over the whole video's shared part gives a KV cache, kept.
+  5. `VideoCache.score(requests)`: each request's remaining tokens (a re-encoded last group if any, then
+     its text) are packed into one sequence on top of the cache, with a 4-D mask so each request sees the
+     cache up to its own shared length and itself; `batch_size` requests per forward. Next-token
+     log-probs are read at the last position, teacher-forced log-probs at every token of a span.
+  6. `VideoCache.extend(frames)`: new frames are appended; only new frame pairs are encoded and the KV
+     cache is extended from where the old and new sequences stop agreeing.
+Nothing here assumes sharing is possible: where ids, positions or frames differ, the shared part just
+ends earlier. That a text's tokens and positions after the video do not depend on the video is checked
+once per distinct text against the tokenizer and `get_rope_index` on the whole sequence.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from topreward.backends.base import Answer, ModelVideo, Request
+
 if TYPE_CHECKING:
-    from topreward.backends.hf import HFBackend, ModelVideo, PromptText
+    from topreward.backends.hf import HFBackend
 
 FramePair = tuple[int, int]
 
 
 @dataclass
 class Layout:
-    """One prefix's input as the model sees it (token ids, positions) and where its vision tokens come from."""
+    """[text before, frames 1..k] as the model sees it (token ids, positions), and where its vision tokens come from."""
 
     num_frames: int
     input_ids: torch.Tensor  # (L,)
@@ -47,35 +54,57 @@ class Layout:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    @property
+    def next_position(self) -> int:
+        """M-RoPE position of the first text token after this layout (all three axes).
+
+        Text continues from the last token's position (a text token such as `<|vision_end|>`, whose three
+        axes are equal, checked in `build_layout`) + 1 — not from the largest position so far: Qwen2.5-VL's
+        temporal positions can run ahead of the text's.
+        """
+        return int(self.position_ids[0, -1]) + 1
+
 
 def group_pairs(k: int, temporal_patch: int) -> list[FramePair]:
     """Frame pairs of a k-frame clip; the processor pads the last group by repeating the last frame."""
     return [(s, min(s + temporal_patch - 1, k - 1)) for s in range(0, k, temporal_patch)]
 
 
-def build_layouts(
-    backend: HFBackend, video: ModelVideo, lengths: list[int], prompt: PromptText
-) -> dict[int, Layout]:
-    proc, fam, model = backend.processor, backend.family, backend.model
+def video_expansion(backend: HFBackend, video: ModelVideo, k: int, before: str) -> tuple[str, torch.Tensor]:
+    """The text [before, frames 1..k] with the video placeholder expanded as the processor does, and its grid."""
+    proc = backend.processor
     h, w = video.frames.shape[1:3]
     ps = backend.patch_factor // proc.video_processor.merge_size
-    tpg = (h // ps) * (w // ps) // proc.video_processor.merge_size**2
-    video_token_id = model.config.video_token_id
-    layouts = {}
-    for k in sorted(set(lengths)):
-        pairs = group_pairs(k, backend.temporal_patch)
-        grid = torch.tensor([[len(pairs), h // ps, w // ps]])
-        meta = backend.prefix_metadata(video, k)
-        expansion = proc.replace_video_token({"video_grid_thw": grid, "video_metadata": [meta]}, 0)
-        text = prompt.before + fam.video_placeholder.replace(proc.video_token, expansion) + prompt.after
-        ids = torch.tensor(proc.tokenizer(text)["input_ids"], dtype=torch.long)
-        backend.check_context(len(ids))
-        pos = fam.position_ids(model, ids, grid, fam.rope_extra_kwargs(proc, meta))
-        vpos = torch.nonzero(ids == video_token_id).flatten()
-        if len(vpos) != len(pairs) * tpg:
-            raise RuntimeError(f"layout of prefix {k}: {len(vpos)} video tokens, expected {len(pairs) * tpg}")
-        layouts[k] = Layout(k, ids, pos, vpos, pairs, tpg)
-    return layouts
+    grid = torch.tensor([[len(group_pairs(k, backend.temporal_patch)), h // ps, w // ps]])
+    meta = backend.prefix_metadata(video, k)
+    expansion = proc.replace_video_token({"video_grid_thw": grid, "video_metadata": [meta]}, 0)
+    return before + backend.family.video_placeholder.replace(proc.video_token, expansion), grid
+
+
+def build_layout(backend: HFBackend, video: ModelVideo, k: int, before: str) -> Layout:
+    proc, fam, model = backend.processor, backend.family, backend.model
+    text, grid = video_expansion(backend, video, k, before)
+    ids = torch.tensor(proc.tokenizer(text)["input_ids"], dtype=torch.long)
+    backend.check_context(len(ids))
+    meta = backend.prefix_metadata(video, k)
+    pos = fam.position_ids(model, ids, grid, fam.rope_extra_kwargs(proc, meta))
+    vpos = torch.nonzero(ids == model.config.video_token_id).flatten()
+    pairs = group_pairs(k, backend.temporal_patch)
+    tpg = int(grid[0, 1] * grid[0, 2]) // proc.video_processor.merge_size**2
+    if len(vpos) != len(pairs) * tpg:
+        raise RuntimeError(f"layout of prefix {k}: {len(vpos)} video tokens, expected {len(pairs) * tpg}")
+    if int(vpos[-1]) == len(ids) - 1 or len(set(pos[:, -1].tolist())) != 1:
+        raise RuntimeError(
+            f"layout of prefix {k} does not end with a text token after the video; the family's "
+            "video_placeholder must close the video with a text token such as <|vision_end|>"
+        )
+    return Layout(k, ids, pos, vpos, pairs, tpg)
+
+
+def build_layouts(
+    backend: HFBackend, video: ModelVideo, lengths: list[int], before: str
+) -> dict[int, Layout]:
+    return {k: build_layout(backend, video, k, before) for k in sorted(set(lengths))}
 
 
 def shared_length(layout: Layout, full: Layout) -> int:
@@ -97,15 +126,28 @@ def shared_length(layout: Layout, full: Layout) -> int:
 class FeatureBank:
     """Vision features of distinct frame pairs, stacked: pair p's group occupies rows start[p] .. + tokens."""
 
-    embeds: torch.Tensor  # (R, D)
-    deepstack: list[torch.Tensor]  # per DeepStack layer, (R, D)
-    start: dict[FramePair, int]
+    embeds: torch.Tensor | None = None  # (R, D)
+    deepstack: list[torch.Tensor] = field(default_factory=list)  # per DeepStack layer, (R, D)
+    start: dict[FramePair, int] = field(default_factory=dict)
 
     def rows(self, layout: Layout, video_token_index: torch.Tensor) -> torch.Tensor:
         """Rows of the given video tokens (indices into `layout.video_positions`)."""
         tpg = layout.tokens_per_group
         starts = torch.tensor([self.start[p] for p in layout.group_pairs], dtype=torch.long)
         return starts[video_token_index // tpg] + video_token_index % tpg
+
+    def add(self, other: FeatureBank) -> None:
+        """Append another bank's pairs (pairs already here are kept as they are)."""
+        offset = 0 if self.embeds is None else self.embeds.shape[0]
+        for pair, row in other.start.items():
+            self.start.setdefault(pair, offset + row)
+        if other.embeds is None:
+            return
+        if self.embeds is None:
+            self.embeds, self.deepstack = other.embeds, list(other.deepstack)
+        else:
+            self.embeds = torch.cat([self.embeds, other.embeds])
+            self.deepstack = [torch.cat([a, b]) for a, b in zip(self.deepstack, other.deepstack)]
 
 
 def encode_frame_pairs(
@@ -117,6 +159,8 @@ def encode_frame_pairs(
     `groups_per_clip` groups; a padded pair (s, s) as a one-frame clip, which the processor pads exactly as
     it pads a prefix's last frame.
     """
+    if not pairs:
+        return FeatureBank()
     tp = backend.temporal_patch
     runs: list[list[FramePair]] = []
     for pair in sorted(pairs):
@@ -154,38 +198,33 @@ def encode_frame_pairs(
     return FeatureBank(torch.cat(embeds), deepstack, start)
 
 
-def _embed(backend: HFBackend, segments: list[tuple[Layout, int, int]], bank: FeatureBank):
-    """Input embeddings, positions and vision kwargs for the concatenation of token ranges [a, b) of layouts."""
-    model = backend.model
-    ids = torch.cat([lay.input_ids[a:b] for lay, a, b in segments])
-    pos = torch.cat([lay.position_ids[:, a:b] for lay, a, b in segments], dim=1).to(backend.device)
-    rows = []
-    for lay, a, b in segments:
+@dataclass
+class Piece:
+    """A run of tokens to embed: ids, positions (3, n), and the bank rows of its video tokens, in order."""
+
+    ids: torch.Tensor
+    positions: torch.Tensor
+    rows: torch.Tensor
+
+    @classmethod
+    def of_layout(cls, lay: Layout, a: int, b: int, bank: FeatureBank) -> Piece:
         lo, hi = torch.searchsorted(lay.video_positions, torch.tensor([a, b])).tolist()
-        rows.append(bank.rows(lay, torch.arange(lo, hi)))
-    rows_t = torch.cat(rows).to(backend.device)
+        return cls(lay.input_ids[a:b], lay.position_ids[:, a:b], bank.rows(lay, torch.arange(lo, hi)))
+
+
+def _embed(backend: HFBackend, pieces: list[Piece], bank: FeatureBank):
+    """Input embeddings, positions and vision kwargs for the concatenation of `pieces`."""
+    model = backend.model
+    ids = torch.cat([p.ids for p in pieces])
+    pos = torch.cat([p.positions for p in pieces], dim=1).to(backend.device)
+    rows = torch.cat([p.rows for p in pieces]).to(backend.device)
     visual_mask = (ids == model.config.video_token_id).to(backend.device)
     embeds = model.get_input_embeddings()(ids.to(backend.device))
-    if not len(rows_t):
+    if not len(rows):
         return embeds[None], pos[:, None], {}
-    embeds[visual_mask] = bank.embeds[rows_t].to(embeds.dtype)
-    deepstack = [d[rows_t].to(embeds.dtype) for d in bank.deepstack]
+    embeds[visual_mask] = bank.embeds[rows].to(embeds.dtype)
+    deepstack = [d[rows].to(embeds.dtype) for d in bank.deepstack]
     return embeds[None], pos[:, None], backend.family.language_model_kwargs(visual_mask[None], deepstack)
-
-
-@torch.inference_mode()
-def build_video_cache(
-    backend: HFBackend, full: Layout, length: int, bank: FeatureBank
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """KV cache (per layer keys, values) of the first `length` tokens of `full`."""
-    from transformers import DynamicCache
-
-    embeds, pos, kwargs = _embed(backend, [(full, 0, length)], bank)
-    cache = DynamicCache(config=backend.model.config)
-    backend.model.model.language_model(
-        inputs_embeds=embeds, position_ids=pos, past_key_values=cache, use_cache=True, **kwargs
-    )
-    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def suffix_mask(
@@ -206,54 +245,246 @@ def suffix_mask(
     return mask[None, None]
 
 
-@torch.inference_mode()
-def score_suffixes(
-    backend: HFBackend,
-    kv: list[tuple[torch.Tensor, torch.Tensor]],
-    items: list[tuple[Layout, int]],
-    bank: FeatureBank,
-    token_ids: list[int],
-) -> np.ndarray:
-    """Log-probs at the end of each (layout, shared length) suffix, in one packed forward; (n, len(token_ids))."""
-    from transformers import DynamicCache
+@dataclass
+class TextTokens:
+    """A request text's token ids and the character range of each token."""
 
-    cache_len = max(s for _, s in items)
-    lengths = [len(lay) - s for lay, s in items]
-    embeds, pos, kwargs = _embed(backend, [(lay, s, len(lay)) for lay, s in items], bank)
-    mask = suffix_mask([s for _, s in items], lengths, cache_len, embeds.dtype, backend.device)
-    cache = DynamicCache(ddp_cache_data=[(k[:, :, :cache_len], v[:, :, :cache_len]) for k, v in kv])
-    hidden = backend.model.model.language_model(
-        inputs_embeds=embeds,
-        position_ids=pos,
-        attention_mask=mask,
-        past_key_values=cache,
-        use_cache=True,
-        **kwargs,
-    ).last_hidden_state[0]
-    last = torch.tensor(np.cumsum(lengths) - 1, device=hidden.device)
-    logits = backend.model.lm_head(hidden[last])
-    return torch.log_softmax(logits.float(), dim=-1)[:, token_ids].cpu().numpy().astype(np.float64)
+    ids: torch.Tensor
+    offsets: list[tuple[int, int]]
+
+    def span_tokens(self, span: tuple[int, int], text: str) -> tuple[int, int]:
+        """Token index range [j0, j1) that covers the character span exactly; error if it cuts a token."""
+        starts = [a for a, _ in self.offsets]
+        ends = [b for _, b in self.offsets]
+        if span[0] not in starts or span[1] not in ends:
+            raise ValueError(
+                f"span {span} of {text!r} does not fall on token boundaries; move it to whole tokens "
+                "(e.g. start it at the space before a word)"
+            )
+        return starts.index(span[0]), ends.index(span[1]) + 1
 
 
-def score_prefixes(
-    backend: HFBackend,
-    video: ModelVideo,
-    prefixes: list[int],
-    prompt: PromptText,
-    token_ids: list[int],
-    batch_size: int = 8,
-) -> np.ndarray:
-    """Log-probs of `token_ids` after each prefix length in `prefixes`; (K, len(token_ids))."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = video.num_frames
-    layouts = build_layouts(backend, video, [*prefixes, n], prompt)
-    full = layouts[n]
-    shared = {k: shared_length(layouts[k], full) for k in prefixes}
-    bank = encode_frame_pairs(backend, video, {p for lay in layouts.values() for p in lay.group_pairs})
-    kv = build_video_cache(backend, full, max(shared.values()), bank)
-    out = []
-    for i in range(0, len(prefixes), batch_size):
-        chunk = prefixes[i : i + batch_size]
-        out.append(score_suffixes(backend, kv, [(layouts[k], shared[k]) for k in chunk], bank, token_ids))
-    return np.concatenate(out)
+class VideoCache:
+    """One video (and the text before it) held by the transformers backend; answers many requests.
+
+    Args:
+        backend: the loaded `HFBackend`.
+        video: the frames the model sees (sampled and resized).
+        before: text before the video (e.g. the user-turn header of the `authors` prompt style).
+        batch_size: requests per packed forward (a memory knob; results do not depend on it).
+    """
+
+    def __init__(self, backend: HFBackend, video: ModelVideo, before: str, *, batch_size: int = 8) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.backend, self.before, self.batch_size = backend, before, batch_size
+        self.video = ModelVideo(np.asarray(video.frames), np.asarray(video.source_indices), video.source_fps)
+        self.bank = FeatureBank()
+        self.lm_tokens = 0  # language-model tokens run so far (accounting for tests and benchmarks)
+        self._kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._kv_layout: Layout | None = None
+        self._kv_len = 0
+        self._layouts: dict[int, Layout] = {}
+        self._texts: dict[str, TextTokens] = {}
+        self._checked: set[str] = set()
+        self._sync()
+
+    # ---- layouts and shared state -------------------------------------------------------------------
+    def layout(self, k: int) -> Layout:
+        if not 1 <= k <= self.video.num_frames:
+            raise ValueError(f"prefix {k} is outside the video's 1..{self.video.num_frames} frames")
+        if k not in self._layouts:
+            self._layouts[k] = build_layout(self.backend, self.video, k, self.before)
+        return self._layouts[k]
+
+    def shared(self, k: int) -> int:
+        return shared_length(self.layout(k), self.layout(self.video.num_frames))
+
+    def _encode_missing(self, layouts: list[Layout]) -> None:
+        missing = {p for lay in layouts for p in lay.group_pairs} - set(self.bank.start)
+        self.bank.add(encode_frame_pairs(self.backend, self.video, missing))
+
+    @torch.inference_mode()
+    def _sync(self) -> None:
+        """Make the KV cache cover the whole video's shared part, reusing what still agrees."""
+        from transformers import DynamicCache
+
+        full = self.layout(self.video.num_frames)
+        self._encode_missing([full])
+        target = int(full.video_positions[-1]) + 1
+        keep = 0
+        if self._kv_layout is not None:
+            keep = min(shared_length(self._kv_layout, full), self._kv_len, target)
+        cache = DynamicCache(config=self.backend.model.config)
+        if keep:
+            cache = DynamicCache(ddp_cache_data=[(k[:, :, :keep], v[:, :, :keep]) for k, v in self._kv])
+        if target > keep:
+            embeds, pos, kwargs = _embed(
+                self.backend, [Piece.of_layout(full, keep, target, self.bank)], self.bank
+            )
+            self.backend.model.model.language_model(
+                inputs_embeds=embeds, position_ids=pos, past_key_values=cache, use_cache=True, **kwargs
+            )
+            self.lm_tokens += target - keep
+        self._kv = [(layer.keys, layer.values) for layer in cache.layers]
+        self._kv_layout, self._kv_len = full, target
+
+    def extend(self, frames: np.ndarray, source_indices: np.ndarray | list[int]) -> None:
+        """Append frames (same size as the video's, source indices after its last one) and extend the cache.
+
+        Only frame pairs not seen before are encoded; the KV cache is kept up to where the old and the new
+        sequence agree (a group completed by the new frames, or times that moved, start the new part).
+        """
+        frames = np.asarray(frames)
+        idx = np.asarray(source_indices, dtype=np.int64)
+        if frames.ndim != 4 or frames.shape[1:] != self.video.frames.shape[1:]:
+            raise ValueError(
+                f"new frames have shape {frames.shape}; they must be (n, {', '.join(map(str, self.video.frames.shape[1:]))}) "
+                "like the cached video's (resize them with the same FramePreparer)"
+            )
+        if (
+            len(idx) != len(frames)
+            or (len(idx) and idx[0] <= self.video.source_indices[-1])
+            or np.any(np.diff(idx) <= 0)
+        ):
+            raise ValueError(
+                f"source_indices {idx.tolist()} must be increasing, one per new frame, after the last cached "
+                f"frame {int(self.video.source_indices[-1])}"
+            )
+        if not len(frames):
+            return
+        self.video = ModelVideo(
+            np.concatenate([self.video.frames, frames]),
+            np.concatenate([self.video.source_indices, idx]),
+            self.video.source_fps,
+        )
+        self._layouts.clear()  # frame times (hence positions) of earlier prefixes can depend on the whole video
+        self._sync()
+
+    # ---- requests ---------------------------------------------------------------------------------
+    def text_tokens(self, text: str) -> TextTokens:
+        if text not in self._texts:
+            enc = self.backend.processor.tokenizer(
+                text, add_special_tokens=False, return_offsets_mapping=True
+            )
+            self._texts[text] = TextTokens(
+                torch.tensor(enc["input_ids"], dtype=torch.long), [tuple(o) for o in enc["offset_mapping"]]
+            )
+        return self._texts[text]
+
+    def _check_text(self, text: str, lay: Layout) -> None:
+        """Tokens and positions of `text` after the video equal those of the whole sequence (once per text)."""
+        if text in self._checked:
+            return
+        backend = self.backend
+        head, grid = video_expansion(backend, self.video, lay.num_frames, self.before)
+        ids = torch.tensor(backend.processor.tokenizer(head + text)["input_ids"], dtype=torch.long)
+        tokens = self.text_tokens(text)
+        meta = backend.prefix_metadata(self.video, lay.num_frames)
+        pos = backend.family.position_ids(
+            backend.model, ids, grid, backend.family.rope_extra_kwargs(backend.processor, meta)
+        )
+        composed_ids = torch.cat([lay.input_ids, tokens.ids])
+        n = len(tokens.ids)
+        composed_pos = torch.cat(
+            [lay.position_ids, (lay.next_position + torch.arange(n)).expand(3, n)], dim=1
+        )
+        if not (torch.equal(ids, composed_ids) and torch.equal(pos, composed_pos)):
+            raise RuntimeError(
+                f"the tokens or positions of {text[:60]!r} after the video depend on what precedes them; "
+                "start the text with a space or a special token, or use path='reference'"
+            )
+        self._checked.add(text)
+
+    @torch.inference_mode()
+    def score(self, requests: list[Request]) -> list[Answer]:
+        """Answer every request (see `Request`); packed `batch_size` at a time on top of the cache."""
+        if not requests:
+            return []
+        layouts = {k: self.layout(k) for k in sorted({r.prefix for r in requests})}
+        self._encode_missing(list(layouts.values()))
+        full = self.layout(self.video.num_frames)
+        shared = {k: shared_length(lay, full) for k, lay in layouts.items()}
+        for r in requests:
+            self._check_text(r.text, layouts[r.prefix])
+            self.backend.check_context(len(layouts[r.prefix]) + len(self.text_tokens(r.text).ids))
+        answers: list[Answer] = []
+        for i in range(0, len(requests), self.batch_size):
+            chunk = requests[i : i + self.batch_size]
+            answers += self._score_packed(chunk, layouts, shared)
+        return answers
+
+    def _score_packed(
+        self, requests: list[Request], layouts: dict[int, Layout], shared: dict[int, int]
+    ) -> list[Answer]:
+        from transformers import DynamicCache
+
+        backend = self.backend
+        pieces, visible, reads = (
+            [],
+            [],
+            [],
+        )  # reads: (request index, row in the packed sequence, target id or -1)
+        offset = 0
+        for i, r in enumerate(requests):
+            lay, s = layouts[r.prefix], shared[r.prefix]
+            text = self.text_tokens(r.text)
+            n = len(text.ids)
+            video_part = Piece.of_layout(lay, s, len(lay), self.bank)
+            text_pos = (lay.next_position + torch.arange(n)).expand(3, n)
+            pieces.append(
+                Piece(
+                    torch.cat([video_part.ids, text.ids]),
+                    torch.cat([video_part.positions, text_pos], dim=1),
+                    video_part.rows,
+                )
+            )
+            visible.append(s)
+            length = len(video_part.ids) + n
+            text_start = offset + len(video_part.ids)
+            if r.span is not None:
+                j0, j1 = text.span_tokens(r.span, r.text)
+                reads += [(i, text_start + j - 1, int(text.ids[j])) for j in range(j0, j1)]
+            if r.tokens:
+                reads.append((i, offset + length - 1, -1))
+            offset += length
+        lengths = [len(p.ids) for p in pieces]
+        embeds, pos, kwargs = _embed(backend, pieces, self.bank)
+        cache_len = max(visible)
+        mask = suffix_mask(visible, lengths, cache_len, embeds.dtype, backend.device)
+        cache = DynamicCache(ddp_cache_data=[(k[:, :, :cache_len], v[:, :, :cache_len]) for k, v in self._kv])
+        hidden = backend.model.model.language_model(
+            inputs_embeds=embeds,
+            position_ids=pos,
+            attention_mask=mask,
+            past_key_values=cache,
+            use_cache=True,
+            **kwargs,
+        ).last_hidden_state[0]
+        self.lm_tokens += sum(lengths)
+        rows = torch.tensor([row for _, row, _ in reads], device=hidden.device)
+        log_probs = torch.log_softmax(backend.model.lm_head(hidden[rows]).float(), dim=-1)
+        return collect_answers(requests, reads, log_probs)
+
+
+def collect_answers(
+    requests: list[Request], reads: list[tuple[int, int, int]], log_probs: torch.Tensor
+) -> list[Answer]:
+    """Group the rows read for each request into its `Answer`.
+
+    `reads[i]` = (request index, row, target): row i of `log_probs` is a span token's distribution when
+    target >= 0 (its log-prob at `target` is kept), else the next-token distribution after the request.
+    """
+    spans: list[list[tuple[float, int]]] = [[] for _ in requests]
+    nexts = [np.zeros(0) for _ in requests]
+    for row, (i, _, target) in enumerate(reads):
+        if target >= 0:
+            spans[i].append((float(log_probs[row, target]), target))
+        else:
+            nexts[i] = log_probs[row, list(requests[i].tokens)].cpu().numpy().astype(np.float64)
+    return [
+        Answer(
+            nexts[i], np.array([lp for lp, _ in spans[i]], dtype=np.float64), tuple(t for _, t in spans[i])
+        )
+        for i in range(len(requests))
+    ]

@@ -6,12 +6,13 @@ Per dataset: N episodes drawn with a fixed seed; each is scored, and per episode
     ground truth (`groundtruth.ground_truth_for`: per-frame progress, subtasks, or time for successes);
   * controls — `static_voc`: the same method on the first frame repeated to the same length (what VOC
     a model gets from video length alone; the authors found 0.99 for Qwen3-VL-8B); `reversed_voc`: on the
-    video played backwards (should be negative); `debiased_voc`: VOC of log P(True) minus the static
-    video's log P(True) at the same prefix lengths — a length-debiased score;
+    video played backwards (should be negative); `debiased_voc`: VOC of the method's raw value (TOPReward:
+    log P(True)) minus the static video's at the same prefix lengths — a length-debiased score;
   * `success_score` and the episode's success label, for a per-dataset ROC-AUC where both classes exist.
 Mismatched instructions: each selected video is scored with each distinct instruction of its dataset (at
-most `max_instructions`, seeded); the matrix of exp(success score) gives the column-normalised diagonal
-share (`metrics.confusion_diagonal_share`; chance = 1/n) and the top-1 match rate.
+most `max_instructions`, seeded) — through `scorer.score_instructions`, so a method on the video cache
+encodes the video once for all of them; the matrix of exp(success score) gives the column-normalised
+diagonal share (`metrics.confusion_diagonal_share`; chance = 1/n) and the top-1 match rate.
 
 Results go to `<out>/episodes.jsonl` and `<out>/mismatch.jsonl` as they are computed, so a run stopped
 at any point and started again continues where it was; `<out>/report.md` and PNG plots are written at
@@ -87,10 +88,6 @@ def reversed_episode(ep: Episode) -> Episode:
     )
 
 
-def with_instruction(ep: Episode, instruction: str) -> Episode:
-    return Episode(ep.num_frames, ep.fps, ep.loader, instruction, ep.source, {}, ep.episode_id)
-
-
 def choose_episodes(ids: Sequence[str], n: int, seed: int) -> list[str]:
     if len(ids) <= n:
         return list(ids)
@@ -117,7 +114,7 @@ def episode_record(
         "success_score": float(result.success_score),
         "prefix_end_frames": ends.tolist(),
         "progress": np.asarray(result.progress).tolist(),
-        "log_p_true": np.asarray(result.log_p_true).tolist(),
+        "values": np.asarray(result.values).tolist(),
         "gt": None,
         "gt_spearman": None,
         "gt_pearson": None,
@@ -136,7 +133,7 @@ def _controls(scorer, ep: Episode, result, wanted: Sequence[str]) -> dict[str, A
     if "static" in wanted:
         static = scorer.score(static_episode(ep))
         out["static_voc"] = _finite(metrics.voc(static.progress, static.prefix_end_frames))
-        debiased = np.asarray(result.log_p_true) - np.asarray(static.log_p_true)
+        debiased = np.asarray(result.values) - np.asarray(static.values)
         out["debiased_voc"] = _finite(metrics.voc(debiased, result.prefix_end_frames))
     if "reversed" in wanted:
         rev = scorer.score(reversed_episode(ep))
@@ -238,24 +235,23 @@ def run_bench(
                 texts = [texts[i] for i in sorted(pick)]
             if len(texts) >= 2:
                 for r in done:
+                    keys = {text: (ds.name, r["episode_id"], text) for text in texts}
+                    own = {r["instruction"]: r["success_score"]}
+                    todo = [t for t in texts if keys[t] not in mismatch_log and t not in own]
+                    if todo:
+                        results = scorer.score_instructions(source.get(r["episode_id"]), todo)
+                        own.update({t: res.success_score for t, res in zip(todo, results)})
                     for text in texts:
-                        key = (ds.name, r["episode_id"], text)
-                        if key not in mismatch_log:
-                            if text == r["instruction"]:
-                                score = r["success_score"]
-                            else:
-                                score = scorer.score(
-                                    with_instruction(source.get(r["episode_id"]), text)
-                                ).success_score
+                        if keys[text] not in mismatch_log:
                             mismatch_log.add(
                                 {
                                     "dataset": ds.name,
                                     "episode_id": r["episode_id"],
                                     "instruction": text,
-                                    "success_score": float(score),
+                                    "success_score": float(own[text]),
                                 }
                             )
-                        mismatch.append(mismatch_log.records[key])
+                        mismatch.append(mismatch_log.records[keys[text]])
         summaries.append(summarize(ds, done, mismatch))
     write_report(
         out,

@@ -1,21 +1,33 @@
-"""One table of scoring methods: name -> (config dataclass, scorer class)."""
+"""One table of scoring methods: name -> scorer class (whose `Config` is its options dataclass)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-_REGISTRY: dict[str, tuple[type, type]] = {}
+_REGISTRY: dict[str, type] = {}
+
+# One line per built-in method: importing the module registers it.
+_BUILTIN = (
+    "topreward.scorers.topreward",
+)
 
 
-def register(name: str, config_cls: type):
-    """Class decorator: make a scorer available to `load_scorer(name)` and the CLI."""
+def register(name: str):
+    """Class decorator: make a `Scorer` subclass available to `load_scorer(name)` and the CLI."""
 
     def deco(cls: type) -> type:
-        _REGISTRY[name] = (config_cls, cls)
+        _REGISTRY[name] = cls
         cls.name = name
         return cls
 
     return deco
+
+
+def _import_builtin() -> None:
+    import importlib
+
+    for module in _BUILTIN:
+        importlib.import_module(module)
 
 
 def list_scorers() -> list[str]:
@@ -23,30 +35,31 @@ def list_scorers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def scorer_config_class(name: str) -> type:
+def scorer_class(name: str) -> type:
     _import_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown scoring method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name][0]
+    return _REGISTRY[name]
 
 
-def load_scorer(name: str = "topreward", *, backend: Any = None, **config: Any):
+def scorer_config_class(name: str) -> type:
+    return scorer_class(name).Config
+
+
+def load_scorer(name: str = "topreward", *, backend: Any = None, **options: Any):
     """Build a scorer: `load_scorer("topreward", model="Qwen/Qwen3-VL-8B-Instruct", num_prefixes=15)`.
 
     Args:
         name: a method from `list_scorers()`.
-        backend: an already loaded backend to share (e.g. one model for several scorers).
-        **config: fields of the method's config dataclass.
+        backend: a backend name ("transformers", the default) or an already loaded backend object to share
+            (e.g. one model for several scorers).
+        **options: backend, sampling and method options, flat (see `topreward list` and
+            `topreward score --method NAME --help`).
     """
-    config_cls = scorer_config_class(name)
-    unknown = set(config) - set(config_cls.__dataclass_fields__)
-    if unknown:
-        raise TypeError(
-            f"{name}: unknown option(s) {sorted(unknown)}; valid: {sorted(config_cls.__dataclass_fields__)}"
-        )
-    return _REGISTRY[name][1](config_cls(**config), backend=backend)
+    from topreward.scorers.base import split_options
 
-
-def _import_builtin() -> None:
-    # Importing a method's module registers it; one line per built-in method.
-    import topreward.scorers.topreward  # noqa: F401
+    cls = scorer_class(name)
+    if isinstance(backend, str):
+        options["backend"], backend = backend, None
+    backend_config, sampling, config = split_options(name, cls.Config, options)
+    return cls(config, backend_config=backend_config, sampling=sampling, backend=backend)

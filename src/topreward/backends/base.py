@@ -1,0 +1,149 @@
+"""What a scoring method may ask of a backend (where the model runs), and the request/answer types.
+
+A backend declares its capabilities; a method declares the ones it needs (`Scorer.requires`), and
+`require` turns a mismatch into an error naming the capability and a backend that has it.
+
+Capabilities:
+  * `log_probs`: next-token log-probs after (video prefix, text) requests, and teacher-forced log-probs
+    of a span of that text (`Backend.video_cache(...).score(requests)`).
+  * `prefix_sharing`: the video cache shares the vision encoder and the language model's KV cache across
+    requests (a backend without it still answers through a per-request reference path).
+  * `generation`: free text after a video (`Backend.generate`).
+  * `multi_image`: several images in one prompt (`Backend.image_log_probs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+LOG_PROBS = "log_probs"
+PREFIX_SHARING = "prefix_sharing"
+GENERATION = "generation"
+MULTI_IMAGE = "multi_image"
+CAPABILITIES: tuple[str, ...] = (LOG_PROBS, PREFIX_SHARING, GENERATION, MULTI_IMAGE)
+
+
+@dataclass
+class ModelVideo:
+    """The frames a model sees for one episode: sampled once, resized once.
+
+    Attributes:
+        frames: uint8 RGB (N, h, w, 3) at model resolution.
+        source_indices: index in the source video of each sampled frame.
+        source_fps: frame rate of the source video.
+    """
+
+    frames: np.ndarray
+    source_indices: np.ndarray
+    source_fps: float
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def sampled_fps(self) -> float:
+        """Average rate of the sampled frames in frames per second of video time."""
+        span = (self.source_indices[-1] - self.source_indices[0]) / self.source_fps
+        return (len(self.source_indices) - 1) / span if span > 0 else self.source_fps
+
+
+@dataclass(frozen=True)
+class Request:
+    """One question to the model about a video prefix.
+
+    Attributes:
+        prefix: how many of the video's frames come before `text` (1 .. N).
+        text: the text after the video (the prompt, and for a span request the continuation to score).
+        tokens: token ids whose next-token log-probs are read after the last token of `text`.
+        span: (start, end) character range of `text` whose tokens are scored by teacher forcing: each
+            token's log-prob given everything before it. Must start and end on token boundaries.
+    """
+
+    prefix: int
+    text: str
+    tokens: tuple[int, ...] = ()
+    span: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.prefix < 1:
+            raise ValueError(f"a request needs at least one frame before its text, got prefix={self.prefix}")
+        if not self.tokens and self.span is None:
+            raise ValueError("a request must ask for next-token ids (tokens=) or a span of its text (span=)")
+        if self.span is not None and not (0 <= self.span[0] < self.span[1] <= len(self.text)):
+            raise ValueError(f"span {self.span} is not a non-empty range of the {len(self.text)}-char text")
+
+
+@dataclass
+class Answer:
+    """What the model says to one `Request`.
+
+    Attributes:
+        next: log-probs of the request's `tokens` after its text, float64 (len(tokens),).
+        span: log-prob of each token of the request's span given what precedes it, float64 (n,).
+        span_tokens: the ids of those tokens.
+    """
+
+    next: np.ndarray
+    span: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    span_tokens: tuple[int, ...] = ()
+
+
+class VideoCacheLike(Protocol):
+    """A video held by a backend, answering many requests: `score(requests)`, `extend(frames)`."""
+
+    video: ModelVideo
+
+    def score(self, requests: list[Request]) -> list[Answer]: ...
+
+    def extend(self, frames: np.ndarray, source_indices: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The contract every backend implements; optional parts are announced in `capabilities`."""
+
+    name: str
+    capabilities: frozenset[str]
+    model_id: str
+
+    def token_id(self, word: str) -> int:
+        """Id of `word` as one token (leading space matters); error if it is several tokens."""
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    @property
+    def patch_factor(self) -> int:
+        """Frame sides are rounded to multiples of this (the model's patch grid)."""
+
+    def video_text(self, style: str, prompt: str) -> tuple[str, str]:
+        """(text before the video, text after it) for a prompt style: raw, authors or chat."""
+
+    def video_cache(self, video: ModelVideo, before: str) -> VideoCacheLike: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Model id, revision, family, dtype, device: recorded in every result."""
+
+
+BACKENDS_WITH = {
+    LOG_PROBS: "transformers",
+    PREFIX_SHARING: "transformers",
+    GENERATION: "transformers",
+    MULTI_IMAGE: "transformers",
+}
+
+
+def require(backend: Any, needed: frozenset[str] | set[str], method: str) -> None:
+    """Raise if `backend` lacks a capability `method` needs; the error names a backend that has it."""
+    have = getattr(backend, "capabilities", frozenset())
+    missing = sorted(set(needed) - set(have))
+    if missing:
+        cap = missing[0]
+        raise ValueError(
+            f"method {method!r} needs the backend capability {cap!r}, which backend "
+            f"{getattr(backend, 'name', type(backend).__name__)!r} lacks (it has: {', '.join(sorted(have)) or 'none'}); "
+            f"use backend={BACKENDS_WITH.get(cap, 'transformers')!r}"
+        )

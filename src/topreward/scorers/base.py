@@ -1,0 +1,288 @@
+"""What every scoring method shares: composed configs, the backend it runs on, and `score()` written once.
+
+A method is a `Scorer` subclass with
+  * `Config`: a dataclass of its own options (subclass of `MethodConfig`, which holds the options every
+    method has: how raw values become progress, success scores and dense rewards);
+  * `description` (one line) and `requires` (backend capabilities, `topreward.backends.base`);
+  * `compute(video, instruction) -> MethodOutput`: per evaluation point raw values (and, if the method
+    has them, progress already in [0, 1]) plus method-specific `signals`.
+`Scorer.score()` does the rest: `prepare` (sampling and resizing, model-free and picklable), the method's
+computation, then the common result (progress, per-frame progress, success score, dense rewards).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from topreward.backends.base import LOG_PROBS, ModelVideo, require
+from topreward.episode import Episode, as_episode
+from topreward.result import ScoreResult
+from topreward.rewards import dense_rewards, frame_progress, minmax_progress, success_score
+from topreward.sampling import FramePreparer, SamplingConfig, option, prefix_lengths
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+BACKENDS = ("transformers",)
+
+
+@dataclass
+class BackendConfig:
+    """Where and how the model runs."""
+
+    backend: str = option("transformers", "where the model runs", choices=BACKENDS)
+    model: str = option(DEFAULT_MODEL, "Hub id or local folder of a Qwen3-VL / Qwen2.5-VL model")
+    revision: str | None = option(None, "model revision (branch, tag or commit)")
+    device: str | None = option(None, "cuda, cuda:1, cpu (default: cuda if available)")
+    dtype: str | None = option(None, "bfloat16, float16 or float32 (default: bf16 on cuda, fp32 on cpu)")
+    path: Literal["fast", "reference"] = option(
+        "fast",
+        "fast (shared video cache) or reference (one forward per request)",
+        choices=("fast", "reference"),
+    )
+    batch_size: int = option(8, "requests per packed forward on the fast path (memory knob)")
+    attn_implementation: str = option("sdpa", "sdpa or eager", choices=("sdpa", "eager"))
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r}; available: {', '.join(BACKENDS)}")
+        if self.path not in ("fast", "reference"):
+            raise ValueError(f"path={self.path!r}; choose 'fast' or 'reference'")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def load(self):
+        from topreward.backends.hf import HFBackend
+
+        return HFBackend(
+            self.model,
+            revision=self.revision,
+            device=self.device,
+            dtype=self.dtype,
+            attn_implementation=self.attn_implementation,
+            path=self.path,
+            batch_size=self.batch_size,
+        )
+
+    def patch_factor(self) -> int:
+        from topreward.backends.hf import HFBackend
+
+        return HFBackend.frame_patch_factor(self.model, self.revision)
+
+
+@dataclass
+class MethodConfig:
+    """Options every method has: from raw values to progress, success score and dense rewards."""
+
+    eps: float = option(1e-6, "epsilon in the min-max normalisation (Eq.2)")
+    success_window: int = option(3, "last evaluation points averaged into the success score (§5.2)")
+    reward_scale: float = option(1.0, "alpha in the dense reward (Eq.3)")
+    reward_max: float = option(1.0, "delta_max, the cap of the dense reward (Eq.3)")
+
+    def __post_init__(self) -> None:
+        if self.success_window < 1:
+            raise ValueError(f"success_window must be >= 1, got {self.success_window}")
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
+
+
+CONFIG_PARTS: tuple[type, ...] = (BackendConfig, SamplingConfig)
+
+
+def option_names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def split_options(method: str, config_cls: type, options: dict[str, Any]) -> tuple[Any, ...]:
+    """Flat options -> (BackendConfig, SamplingConfig, method config); unknown names list the valid ones."""
+    parts = (*CONFIG_PARTS, config_cls)
+    valid = [n for cls in parts for n in option_names(cls)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(f"{method}: unknown option(s) {unknown}; valid: {sorted(valid)}")
+    return tuple(cls(**{k: v for k, v in options.items() if k in option_names(cls)}) for cls in parts)
+
+
+@dataclass
+class MethodOutput:
+    """What a method computes for one episode at its evaluation points (prefix lengths).
+
+    Attributes:
+        values: raw value per evaluation point (higher = more progress); min-max normalised into progress
+            unless `progress` is given.
+        signals: method-specific arrays and values, saved beside the common result (e.g. `log_p_true`).
+        progress: progress in [0, 1] when the method has it without normalisation (e.g. an absolute head).
+        success: success score when it is not the mean of the last `success_window` values.
+    """
+
+    values: np.ndarray
+    signals: dict[str, Any] = field(default_factory=dict)
+    progress: np.ndarray | None = None
+    success: float | None = None
+
+
+class Scorer:
+    """Base of every method: `scorer.score(video, instruction) -> ScoreResult`."""
+
+    name: ClassVar[str] = "?"
+    description: ClassVar[str] = ""
+    requires: ClassVar[frozenset[str]] = frozenset({LOG_PROBS})
+    value_name: ClassVar[str] = "value"
+    Config: ClassVar[type] = MethodConfig
+
+    def __init__(
+        self,
+        config: MethodConfig,
+        *,
+        backend_config: BackendConfig | None = None,
+        sampling: SamplingConfig | None = None,
+        backend: Any = None,
+    ) -> None:
+        self.config = config
+        self.backend_config = backend_config or BackendConfig()
+        self.sampling = sampling or SamplingConfig()
+        self.backend = backend if backend is not None else self.backend_config.load()
+        require(self.backend, self.requires, self.name)
+        self.setup()
+
+    def setup(self) -> None:
+        """Per-method checks and precomputation once the backend is there (token ids, prompts)."""
+
+    # ---- the pieces ---------------------------------------------------------------------------------
+    @property
+    def preparer(self) -> FramePreparer:
+        """The model-free, picklable frame preparation of this scorer (sampling and resizing)."""
+        return FramePreparer(self.sampling, int(self.backend.patch_factor))
+
+    def prepare(self, episode: Episode) -> ModelVideo:
+        return self.preparer(episode)
+
+    def video_cache(self, video: ModelVideo, before: str):
+        """The backend's cache over `video`, on the path and batch size of this scorer's options."""
+        cfg = self.backend_config
+        return self.backend.video_cache(video, before, path=cfg.path, batch_size=cfg.batch_size)
+
+    def evaluation_points(self, video: ModelVideo) -> list[int]:
+        """Prefix lengths (in sampled frames) at which the method gives a value."""
+        return prefix_lengths(video.num_frames, self.sampling.num_prefixes)
+
+    def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
+        raise NotImplementedError
+
+    def compute_many(
+        self, video: ModelVideo, instructions: list[str], points: list[int]
+    ) -> list[MethodOutput]:
+        """One output per instruction; methods that can share the video's work across them override this."""
+        return [self.compute(video, text, points) for text in instructions]
+
+    def options(self) -> dict[str, Any]:
+        """All options, flat (backend, sampling, method): the `config` of every result."""
+        return {**asdict(self.backend_config), **asdict(self.sampling), **asdict(self.config)}
+
+    # ---- score() once for every method ----------------------------------------------------------
+    def score(self, video: Any, instruction: str | None = None, *, fps: float | None = None) -> ScoreResult:
+        """Score one episode.
+
+        Args:
+            video: an `Episode`, a video file, a folder of frames, or a uint8 (T, H, W, 3) array.
+            instruction: the task text (default: the episode's own).
+            fps: frame rate of an array or frame folder (files carry their own).
+        """
+        episode = as_episode(video, instruction, fps)
+        check_instruction(episode)
+        t0 = time.perf_counter()
+        mv = self.prepare(episode)
+        return self.score_prepared(episode, mv, decode_s=time.perf_counter() - t0)
+
+    def score_prepared(self, episode: Episode, mv: ModelVideo, decode_s: float = 0.0) -> ScoreResult:
+        """Score frames already prepared by `prepare` (lets decoding run elsewhere, e.g. Ray CPU tasks)."""
+        return self.score_instructions(episode, [check_instruction(episode)], mv, decode_s)[0]
+
+    def score_instructions(
+        self, episode: Episode, instructions: list[str], mv: ModelVideo | None = None, decode_s: float = 0.0
+    ) -> list[ScoreResult]:
+        """The same video under several instructions (e.g. the mismatched-instruction control)."""
+        if mv is None:
+            t0 = time.perf_counter()
+            mv = self.prepare(episode)
+            decode_s = time.perf_counter() - t0
+        texts = [check_instruction(episode, text) for text in instructions]
+        points = self.evaluation_points(mv)
+        t1 = time.perf_counter()
+        outputs = self.compute_many(mv, texts, points)
+        model_s = (time.perf_counter() - t1) / len(texts)
+        return [
+            self._result(episode, mv, points, text, out, decode_s, model_s)
+            for text, out in zip(texts, outputs)
+        ]
+
+    def _result(
+        self,
+        episode: Episode,
+        mv: ModelVideo,
+        points: list[int],
+        text: str,
+        out: MethodOutput,
+        decode_s: float,
+        model_s: float,
+    ) -> ScoreResult:
+        cfg = self.config
+        values = np.asarray(out.values, dtype=np.float64)
+        ends = mv.source_indices[np.asarray(points) - 1]
+        progress = (
+            minmax_progress(values, cfg.eps) if out.progress is None else np.asarray(out.progress, float)
+        )
+        per_frame = frame_progress(ends, progress, episode.num_frames)
+        success = success_score(values, cfg.success_window) if out.success is None else float(out.success)
+        model = {**self.backend.describe(), "frame_size": list(mv.frames.shape[1:3])}
+        return ScoreResult(
+            method=self.name,
+            instruction=text,
+            num_frames=episode.num_frames,
+            fps=episode.fps,
+            sampled_frames=mv.source_indices,
+            prefix_lengths=np.asarray(points),
+            prefix_end_frames=ends,
+            values=values,
+            value_name=self.value_name,
+            progress=progress,
+            frame_progress=per_frame,
+            success_score=success,
+            dense_rewards=dense_rewards(per_frame, cfg.reward_scale, cfg.reward_max),
+            config=self.options(),
+            model=model,
+            version=_version(),
+            timings={"decode_s": decode_s, "model_s": model_s, "total_s": decode_s + model_s},
+            source=episode.source,
+            episode_id=episode.episode_id,
+            signals=out.signals,
+        )
+
+
+def _version() -> str:
+    from topreward import __version__
+
+    return __version__
+
+
+def check_instruction(episode: Episode, text: str | None = None) -> str:
+    """The instruction to score (`text`, else the episode's own); error if there is none."""
+    text = episode.instruction if text is None else text
+    if text is None or not " ".join(str(text).split()):
+        raise ValueError(
+            f"{episode.source}: no instruction; pass the task text, e.g. 'put the pen into the cup'"
+        )
+    return str(text)
+
+
+def clean_instruction(instruction: str) -> str:
+    """Whitespace folded and a trailing period dropped (prompts add their own)."""
+    text = " ".join(str(instruction).split())
+    if not text:
+        raise ValueError("the instruction is empty; pass the task text, e.g. 'put the pen into the cup'")
+    return text.rstrip(".")
