@@ -50,12 +50,17 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         )
         kw: dict[str, Any] = {
             "default": f.default,
-            "help": f.metadata.get("help", "") + f" (default: {f.default})",
+            "help": f.metadata.get("help", "")
+            + f" (default: {f.default!r})" * isinstance(f.default, str)
+            + f" (default: {f.default})" * (not isinstance(f.default, str)),
         }
         if typing.get_origin(base) is typing.Literal or "choices" in f.metadata:
             kw["choices"] = list(f.metadata.get("choices") or typing.get_args(base))
         elif base is bool:
             kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(base) is tuple and typing.get_args(base)[1:] == (Ellipsis,):
+            kw["nargs"] = "+"  # a list of strings, e.g. prompt templates
+            kw["help"] = f.metadata.get("help", "") + f" (default: {len(f.default)} built in)"
         elif typing.get_origin(base) is tuple:
             kw["type"] = _none_or(_parse_size) if optional else _parse_size
             kw["metavar"] = "HxW"

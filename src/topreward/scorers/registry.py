@@ -9,6 +9,9 @@ _REGISTRY: dict[str, type] = {}
 # One line per built-in method: importing the module registers it.
 _BUILTIN = (
     "topreward.scorers.topreward",
+    "topreward.scorers.ensemble",
+    "topreward.scorers.instruction",
+    "topreward.scorers.lrm",
 )
 
 
