@@ -100,17 +100,22 @@ def build(preset: str, text_layers: int | None, vision_layers: int | None, path:
     build_processor("qwen3_vl", tok).save_pretrained(path)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_args(ap: argparse.ArgumentParser) -> None:
+    """The model flags both benchmarks share (shape preset, depth, device, dtype)."""
     ap.add_argument("--preset", choices=sorted(PRESETS), default="2b")
     ap.add_argument("--text-layers", type=int, default=2, help="0 = the preset's full depth")
     ap.add_argument("--vision-layers", type=int, default=2, help="0 = the preset's full depth")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_args(ap)
     ap.add_argument("--frames", type=int, default=64)
     ap.add_argument("--prefixes", type=int, default=32)
     ap.add_argument("--size", type=int, default=96, help="square frame side in pixels (multiple of 32)")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
 
@@ -124,10 +129,12 @@ def main() -> None:
     prompt = backend.prompt_text("authors", TOPREWARD_TEMPLATE.format(instruction="put the pen into the cup"))
     ids = [backend.token_id(" True"), backend.token_id(" False")]
 
-    layouts = build_layouts(backend, video, [*ks, args.frames], prompt)
+    layouts = build_layouts(backend, video, [*ks, args.frames], prompt.before)
     full = layouts[args.frames]
-    suffix = len(full) - (int(full.video_positions[-1]) + 1)
-    ideal = sum(len(layouts[k]) for k in ks) / (len(full) - suffix + len(ks) * suffix)
+    # the prompt suffix: the video's closing tokens after its last vision token, then the prompt text
+    suffix = len(full) - (int(full.video_positions[-1]) + 1) + len(backend.tokenize(prompt.after))
+    reference_tokens = sum(len(layouts[k]) for k in ks) + len(ks) * len(backend.tokenize(prompt.after))
+    ideal = reference_tokens / (len(full) + len(backend.tokenize(prompt.after)) - suffix + len(ks) * suffix)
 
     def timed(fn):
         if args.device.startswith("cuda"):
@@ -148,8 +155,8 @@ def main() -> None:
         f"layers, {args.dtype} on {args.device}; {args.frames} frames {args.size}x{args.size}, {len(ks)} prefixes"
     )
     print(
-        f"tokens: full sequence {len(full)}, prompt suffix {suffix}, reference total "
-        f"{sum(len(layouts[k]) for k in ks)}"
+        f"tokens: full sequence {len(full) + len(backend.tokenize(prompt.after))}, prompt suffix {suffix}, "
+        f"reference total {reference_tokens}"
     )
     print(f"reference: {t_ref:.2f} s   fast: {t_fast:.2f} s")
     print(f"measured_ratio={t_ref / t_fast:.2f} ideal_ratio={ideal:.2f} max_abs_diff={diff:.2e}")

@@ -142,3 +142,17 @@ def test_options_of_the_wrong_method_and_unknown_method(qwen3_backend):
         topreward.load_scorer("topreward", backend=qwen3_backend, combine="progress")
     with pytest.raises(ValueError, match="unknown scoring method 'gvl'; available: ensemble, instruction"):
         topreward.load_scorer("gvl")
+
+
+def test_prepare_is_model_free_and_picklable(qwen3_backend, tiny_model_dirs):
+    import pickle
+
+    from topreward.annotate import ScorerSpec
+
+    scorer = topreward.load_scorer("ensemble", backend=qwen3_backend, **SMALL)
+    preparer = pickle.loads(pickle.dumps(scorer.preparer))
+    ep = topreward.Episode.from_array(FRAMES, 4, "open the drawer")
+    np.testing.assert_array_equal(preparer(ep).frames, scorer.prepare(ep).frames)
+    # what the Ray driver builds: options only, the patch grid read from the video processor config
+    spec = ScorerSpec("ensemble", {**SMALL, "model": str(tiny_model_dirs["qwen3_vl"])})
+    assert spec.preparer() == scorer.preparer

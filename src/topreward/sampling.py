@@ -23,6 +23,17 @@ def option(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+def check_choices(config: Any) -> None:
+    """Every field declared with `choices=` holds one of them (for configs built in Python, not the CLI)."""
+    from dataclasses import fields
+
+    for f in fields(config):
+        choices = f.metadata.get("choices")
+        value = getattr(config, f.name)
+        if choices and value not in choices:
+            raise ValueError(f"{f.name}={value!r}; choose one of {', '.join(map(repr, choices))}")
+
+
 @dataclass
 class SamplingConfig:
     """Which frames the model sees, at what size, and at which points the method is evaluated."""
@@ -38,8 +49,8 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if self.num_prefixes is not None and self.num_prefixes < 2:
             raise ValueError(f"num_prefixes must be >= 2 or None (every frame), got {self.num_prefixes}")
-        if not self.fps or self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be a positive number, got {self.fps}")
         if self.max_frames < 2:
             raise ValueError(
                 f"max_frames must be at least 2 (a progress curve needs two frames), got {self.max_frames}"

@@ -119,10 +119,13 @@ class Backend(Protocol):
     def patch_factor(self) -> int:
         """Frame sides are rounded to multiples of this (the model's patch grid)."""
 
-    def video_text(self, style: str, prompt: str) -> tuple[str, str]:
-        """(text before the video, text after it) for a prompt style: raw, authors or chat."""
+    def prompt_text(self, style: str, prompt: str) -> Any:
+        """Where the video goes for a prompt style (raw, authors, chat): `.before` and `.after` the video."""
 
-    def video_cache(self, video: ModelVideo, before: str) -> VideoCacheLike: ...
+    def video_cache(
+        self, video: ModelVideo, before: str, *, path: str | None = None, batch_size: int | None = None
+    ) -> VideoCacheLike:
+        """A cache over `video` with `before` in front; path "reference" answers with plain forwards."""
 
     def describe(self) -> dict[str, Any]:
         """Model id, revision, family, dtype, device: recorded in every result."""

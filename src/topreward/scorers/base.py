@@ -13,6 +13,7 @@ computation, then the common result (progress, per-frame progress, success score
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
@@ -23,7 +24,7 @@ from topreward.backends.base import LOG_PROBS, ModelVideo, require
 from topreward.episode import Episode, as_episode
 from topreward.result import ScoreResult
 from topreward.rewards import dense_rewards, frame_progress, minmax_progress, success_score
-from topreward.sampling import FramePreparer, SamplingConfig, option, prefix_lengths
+from topreward.sampling import FramePreparer, SamplingConfig, check_choices, option, prefix_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,7 @@ class BackendConfig:
     attn_implementation: str = option("sdpa", "sdpa or eager", choices=("sdpa", "eager"))
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend={self.backend!r}; available: {', '.join(BACKENDS)}")
-        if self.path not in ("fast", "reference"):
-            raise ValueError(f"path={self.path!r}; choose 'fast' or 'reference'")
+        check_choices(self)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -85,9 +83,14 @@ class MethodConfig:
     reward_max: float = option(1.0, "delta_max, the cap of the dense reward (Eq.3)")
 
     def __post_init__(self) -> None:
+        check_choices(self)  # every method's `choices=` fields, e.g. prompt_style
         if self.success_window < 1:
             raise ValueError(f"success_window must be >= 1, got {self.success_window}")
-        if not self.eps >= 0:
+        for name in ("eps", "reward_scale", "reward_max"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.eps < 0:
             raise ValueError(f"eps must be >= 0, got {self.eps}")
 
 

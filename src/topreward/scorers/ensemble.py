@@ -95,10 +95,6 @@ class EnsembleConfig(MethodConfig):
                     f"prompt {p!r} does not end in an answer cue ({' or '.join(map(repr, ANSWER_CUES))}); "
                     "end it so that the next token is the answer word"
                 )
-        if self.combine not in ("log_prob", "progress"):
-            raise ValueError(f"combine={self.combine!r}; choose 'log_prob' or 'progress'")
-        if self.prompt_style not in PROMPT_STYLES:
-            raise ValueError(f"prompt_style={self.prompt_style!r}; choose one of {PROMPT_STYLES}")
 
 
 @register("ensemble")

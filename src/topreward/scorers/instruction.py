@@ -44,13 +44,6 @@ class InstructionConfig(MethodConfig):
         "mean", "mean or sum of the instruction's token log-probs", choices=("mean", "sum")
     )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.reduce not in ("mean", "sum"):
-            raise ValueError(f"reduce={self.reduce!r}; choose 'mean' or 'sum'")
-        if self.prompt_style not in PROMPT_STYLES:
-            raise ValueError(f"prompt_style={self.prompt_style!r}; choose one of {PROMPT_STYLES}")
-
 
 @register("instruction")
 class InstructionScorer(Scorer):

@@ -56,10 +56,6 @@ class TOPRewardConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.prompt_style not in PROMPT_STYLES:
-            raise ValueError(f"prompt_style={self.prompt_style!r}; choose one of {PROMPT_STYLES}")
-        if self.signal not in ("true", "contrast"):
-            raise ValueError(f"signal={self.signal!r}; choose 'true' or 'contrast'")
         if not self.answer.strip():
             raise ValueError("answer must be a word such as ' True'")
 
