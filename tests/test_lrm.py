@@ -71,13 +71,14 @@ def test_score(tiny_model_dirs, arch, method):
         assert r.progress.min() == 0 and r.progress.max() == pytest.approx(1, abs=1e-4)
 
 
+@pytest.mark.parametrize("path", ["fast", "reference"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_progress_span_matches_plain_forward(tiny_model_dirs, arch):
+def test_progress_span_matches_plain_forward(tiny_model_dirs, arch, path):
     backend = load_backend(tiny_model_dirs, arch)
     frames = _frames(backend, 3)
     prompt, images = backend.image_chat(progress_parts("open the drawer", frames[2], frames[0]))
     requests = LRMProgressScorer.requests(len(images))
-    answers = backend.image_log_probs(prompt, images, [requests[3], requests[10]])
+    answers = backend.image_log_probs(prompt, images, [requests[3], requests[10]], path=path)
     for answer, candidate in zip(answers, [PROGRESS_CANDIDATES[3], PROGRESS_CANDIDATES[10]]):
         cand_ids = backend.tokenize(candidate)
         assert backend.tokenize(PROGRESS_CUE + candidate)[-len(cand_ids) :] == cand_ids
@@ -107,7 +108,9 @@ def test_contrast_asks_every_ordered_pair_of_capped_points(qwen3_backend, monkey
     calls = []
     real = qwen3_backend.image_log_probs
     monkeypatch.setattr(
-        qwen3_backend, "image_log_probs", lambda p, imgs, reqs: calls.append(len(imgs)) or real(p, imgs, reqs)
+        qwen3_backend,
+        "image_log_probs",
+        lambda p, imgs, reqs, **kw: calls.append(len(imgs)) or real(p, imgs, reqs, **kw),
     )
     scorer = topreward.load_scorer(
         "lrm-contrast", model="x", backend=qwen3_backend, num_prefixes=None, max_frames=8, max_points=3
@@ -136,3 +139,17 @@ def test_bad_inputs(qwen3_backend):
 
     with pytest.raises(ValueError, match="multi_image"):
         topreward.load_scorer("lrm-contrast", model="x", backend=TextOnly())
+
+
+@pytest.mark.parametrize("method", ["lrm-progress", "lrm-completion"])
+def test_shared_prompt_path_equals_reference(tiny_model_dirs, method):
+    backend = load_backend(tiny_model_dirs, "qwen2_5_vl")
+    small = {"num_prefixes": 3, "max_frames": 4}
+    frames = colour_frames(8, 64, 96)
+    fast = topreward.load_scorer(method, backend=backend, **small).score(frames, "open the drawer", fps=4)
+    ref = topreward.load_scorer(method, backend=backend, path="reference", **small).score(
+        frames, "open the drawer", fps=4
+    )
+    np.testing.assert_allclose(fast.values, ref.values, atol=1e-4, rtol=0)
+    if method == "lrm-progress":
+        np.testing.assert_allclose(fast.candidate_log_probs, ref.candidate_log_probs, atol=1e-4, rtol=0)

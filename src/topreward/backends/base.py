@@ -104,7 +104,11 @@ class VideoCacheLike(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """The contract every backend implements; optional parts are announced in `capabilities`."""
+    """The contract every backend implements; optional parts are announced in `capabilities`.
+
+    Optional, by capability: `generate(video, prompt, max_new_tokens) -> str` (`generation`) and
+    `image_log_probs(prompt, images, requests, *, path, batch_size) -> list[Answer]` (`multi_image`).
+    """
 
     name: str
     capabilities: frozenset[str]

@@ -315,18 +315,61 @@ class HFBackend:
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return text, [p for p in parts if isinstance(p, np.ndarray)]
 
-    def image_log_probs(self, prompt: str, images: list[np.ndarray], requests: list[Request]) -> list[Answer]:
+    def image_log_probs(
+        self,
+        prompt: str,
+        images: list[np.ndarray],
+        requests: list[Request],
+        *,
+        path: Path | None = None,
+        batch_size: int | None = None,
+    ) -> list[Answer]:
         """Answers to requests whose `text` follows `prompt`, a text with one image marker per image.
 
-        This path runs one plain forward per request (the video cache serves videos, not several images);
-        `Request.prefix` is not used here.
+        `path="fast"`: the prompt (images included) runs once and keeps its KV cache; the requests' texts
+        are packed on top of it (`prefix_sharing.score_on_cache`), `batch_size` at a time. `"reference"`:
+        one plain forward of prompt + text per request. `Request.prefix` is not used here.
         """
-        answers = []
-        for r in requests:
-            inputs = self.processor(
-                text=[prompt + r.text], images=list(images), return_tensors="pt", do_resize=False
+        path = path or self.path
+        if path == "reference":
+            answers = []
+            for r in requests:
+                inputs = self.processor(
+                    text=[prompt + r.text], images=list(images), return_tensors="pt", do_resize=False
+                )
+                answers.append(self.forward_answer(inputs, r.text, r))
+            return answers
+        return self._image_log_probs_shared(prompt, images, requests, batch_size or self.batch_size)
+
+    @torch.inference_mode()
+    def _image_log_probs_shared(
+        self, prompt: str, images: list[np.ndarray], requests: list[Request], batch_size: int
+    ) -> list[Answer]:
+        from topreward.backends.prefix_sharing import Piece, TextTokens, score_on_cache
+
+        inputs = self.processor(text=[prompt], images=list(images), return_tensors="pt", do_resize=False)
+        ids = inputs["input_ids"][0]
+        texts = {r.text: TextTokens.of(self.processor.tokenizer, r.text) for r in requests}
+        self.check_context(len(ids) + max(len(t.ids) for t in texts.values()))
+        for text, tokens in texts.items():  # a text's tokens must not depend on the prompt before it
+            whole = self.processor.tokenizer(prompt + text, add_special_tokens=False)["input_ids"]
+            if whole != self.tokenize(prompt) + tokens.ids.tolist():
+                raise RuntimeError(
+                    f"the tokens of {text[:60]!r} change after the prompt; start it with a space or use path='reference'"
+                )
+        pos = self.family.position_ids(self.model, ids, image_grid_thw=inputs.get("image_grid_thw"))
+        if ids[-1] == self.model.config.image_token_id or len(set(pos[:, -1].tolist())) != 1:
+            raise RuntimeError(
+                "an image prompt must end with text (e.g. the assistant header) before the answer"
             )
-            answers.append(self.forward_answer(inputs, r.text, r))
+        out = self.model(**self._to_device(inputs), use_cache=True, logits_to_keep=1)
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        item = (Piece.empty(), len(ids), int(pos[0, -1]) + 1)
+        answers = []
+        for i in range(0, len(requests), batch_size):
+            chunk = requests[i : i + batch_size]
+            got, _ = score_on_cache(self, kv, chunk, [item] * len(chunk), texts.__getitem__)
+            answers += got
         return answers
 
 

@@ -207,6 +207,14 @@ class Piece:
     rows: torch.Tensor
 
     @classmethod
+    def empty(cls) -> Piece:
+        return cls(
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(3, 0, dtype=torch.long),
+            torch.zeros(0, dtype=torch.long),
+        )
+
+    @classmethod
     def of_layout(cls, lay: Layout, a: int, b: int, bank: FeatureBank) -> Piece:
         lo, hi = torch.searchsorted(lay.video_positions, torch.tensor([a, b])).tolist()
         return cls(lay.input_ids[a:b], lay.position_ids[:, a:b], bank.rows(lay, torch.arange(lo, hi)))
@@ -251,6 +259,13 @@ class TextTokens:
 
     ids: torch.Tensor
     offsets: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, tokenizer, text: str) -> TextTokens:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return cls(
+            torch.tensor(enc["input_ids"], dtype=torch.long), [tuple(o) for o in enc["offset_mapping"]]
+        )
 
     def span_tokens(self, span: tuple[int, int], text: str) -> tuple[int, int]:
         """Token index range [j0, j1) that covers the character span exactly; error if it cuts a token."""
@@ -364,12 +379,7 @@ class VideoCache:
     # ---- requests ---------------------------------------------------------------------------------
     def text_tokens(self, text: str) -> TextTokens:
         if text not in self._texts:
-            enc = self.backend.processor.tokenizer(
-                text, add_special_tokens=False, return_offsets_mapping=True
-            )
-            self._texts[text] = TextTokens(
-                torch.tensor(enc["input_ids"], dtype=torch.long), [tuple(o) for o in enc["offset_mapping"]]
-            )
+            self._texts[text] = TextTokens.of(self.backend.processor.tokenizer, text)
         return self._texts[text]
 
     def _check_text(self, text: str, lay: Layout) -> None:
@@ -417,54 +427,68 @@ class VideoCache:
     def _score_packed(
         self, requests: list[Request], layouts: dict[int, Layout], shared: dict[int, int]
     ) -> list[Answer]:
-        from transformers import DynamicCache
-
-        backend = self.backend
-        pieces, visible, reads = (
-            [],
-            [],
-            [],
-        )  # reads: (request index, row in the packed sequence, target id or -1)
-        offset = 0
-        for i, r in enumerate(requests):
+        items = []
+        for r in requests:
             lay, s = layouts[r.prefix], shared[r.prefix]
-            text = self.text_tokens(r.text)
-            n = len(text.ids)
-            video_part = Piece.of_layout(lay, s, len(lay), self.bank)
-            text_pos = (lay.next_position + torch.arange(n)).expand(3, n)
-            pieces.append(
-                Piece(
-                    torch.cat([video_part.ids, text.ids]),
-                    torch.cat([video_part.positions, text_pos], dim=1),
-                    video_part.rows,
-                )
-            )
-            visible.append(s)
-            length = len(video_part.ids) + n
-            text_start = offset + len(video_part.ids)
-            if r.span is not None:
-                j0, j1 = text.span_tokens(r.span, r.text)
-                reads += [(i, text_start + j - 1, int(text.ids[j])) for j in range(j0, j1)]
-            if r.tokens:
-                reads.append((i, offset + length - 1, -1))
-            offset += length
-        lengths = [len(p.ids) for p in pieces]
-        embeds, pos, kwargs = _embed(backend, pieces, self.bank)
-        cache_len = max(visible)
-        mask = suffix_mask(visible, lengths, cache_len, embeds.dtype, backend.device)
-        cache = DynamicCache(ddp_cache_data=[(k[:, :, :cache_len], v[:, :, :cache_len]) for k, v in self._kv])
-        hidden = backend.model.model.language_model(
-            inputs_embeds=embeds,
-            position_ids=pos,
-            attention_mask=mask,
-            past_key_values=cache,
-            use_cache=True,
-            **kwargs,
-        ).last_hidden_state[0]
-        self.lm_tokens += sum(lengths)
-        rows = torch.tensor([row for _, row, _ in reads], device=hidden.device)
-        log_probs = torch.log_softmax(backend.model.lm_head(hidden[rows]).float(), dim=-1)
-        return collect_answers(requests, reads, log_probs)
+            # the part of the prefix the whole video does not share (a re-encoded last group, the video's
+            # closing tokens), then the request's text, which continues the layout's positions
+            items.append((Piece.of_layout(lay, s, len(lay), self.bank), s, lay.next_position))
+        answers, tokens = score_on_cache(self.backend, self._kv, requests, items, self.text_tokens, self.bank)
+        self.lm_tokens += tokens
+        return answers
+
+
+@torch.inference_mode()
+def score_on_cache(
+    backend: HFBackend,
+    kv: list[tuple[torch.Tensor, torch.Tensor]],
+    requests: list[Request],
+    items: list[tuple[Piece, int, int]],
+    text_tokens,
+    bank: FeatureBank | None = None,
+) -> tuple[list[Answer], int]:
+    """Answer requests in one packed forward on top of a KV cache; returns (answers, tokens run).
+
+    Each request i comes with `items[i]` = (a piece of its own to run before its text — may be empty —,
+    how many cached tokens it sees, the position its text starts at). `text_tokens(text)` tokenises a
+    request's text (a `TextTokens`).
+    """
+    from transformers import DynamicCache
+
+    pieces, visible, reads = [], [], []  # reads: (request index, row in the packed sequence, target id or -1)
+    offset = 0
+    for i, (r, (own, sees, text_position)) in enumerate(zip(requests, items)):
+        text = text_tokens(r.text)
+        n = len(text.ids)
+        text_pos = (text_position + torch.arange(n)).expand(3, n)
+        pieces.append(
+            Piece(torch.cat([own.ids, text.ids]), torch.cat([own.positions, text_pos], dim=1), own.rows)
+        )
+        visible.append(sees)
+        length = len(own.ids) + n
+        text_start = offset + len(own.ids)
+        if r.span is not None:
+            j0, j1 = text.span_tokens(r.span, r.text)
+            reads += [(i, text_start + j - 1, int(text.ids[j])) for j in range(j0, j1)]
+        if r.tokens:
+            reads.append((i, offset + length - 1, -1))
+        offset += length
+    lengths = [len(p.ids) for p in pieces]
+    embeds, pos, kwargs = _embed(backend, pieces, bank or FeatureBank())
+    cache_len = max(visible)
+    mask = suffix_mask(visible, lengths, cache_len, embeds.dtype, backend.device)
+    cache = DynamicCache(ddp_cache_data=[(k[:, :, :cache_len], v[:, :, :cache_len]) for k, v in kv])
+    hidden = backend.model.model.language_model(
+        inputs_embeds=embeds,
+        position_ids=pos,
+        attention_mask=mask,
+        past_key_values=cache,
+        use_cache=True,
+        **kwargs,
+    ).last_hidden_state[0]
+    rows = torch.tensor([row for _, row, _ in reads], device=hidden.device)
+    log_probs = torch.log_softmax(backend.model.lm_head(hidden[rows]).float(), dim=-1)
+    return collect_answers(requests, reads, log_probs), sum(lengths)
 
 
 def collect_answers(

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-VIDEO_TYPE = 2  # modality id of video tokens in `mm_token_type_ids`
+IMAGE_TYPE = 1  # modality ids of image and video tokens in `mm_token_type_ids`
+VIDEO_TYPE = 2
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,23 @@ class QwenVLFamily:
         return {}
 
     def position_ids(
-        self, model, input_ids: torch.Tensor, video_grid_thw: torch.Tensor, extra: dict
+        self,
+        model,
+        input_ids: torch.Tensor,
+        video_grid_thw: torch.Tensor | None = None,
+        extra: dict | None = None,
+        image_grid_thw: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """M-RoPE positions (3, L) of one sequence, from the model's own `get_rope_index`."""
         ids = input_ids[None]
         types = (ids == model.config.video_token_id).to(torch.int32) * VIDEO_TYPE
+        types += (ids == model.config.image_token_id).to(torch.int32) * IMAGE_TYPE
         pos, _ = model.model.get_rope_index(
-            ids, mm_token_type_ids=types, video_grid_thw=video_grid_thw, **extra
+            ids,
+            mm_token_type_ids=types,
+            video_grid_thw=video_grid_thw,
+            image_grid_thw=image_grid_thw,
+            **(extra or {}),
         )
         return pos[:, 0]
 

@@ -170,6 +170,11 @@ class Scorer:
         cfg = self.backend_config
         return self.backend.video_cache(video, before, path=cfg.path, batch_size=cfg.batch_size)
 
+    def image_log_probs(self, prompt: str, images: list, requests: list):
+        """The backend's image-prompt answers, on the path and batch size of this scorer's options."""
+        cfg = self.backend_config
+        return self.backend.image_log_probs(prompt, images, requests, path=cfg.path, batch_size=cfg.batch_size)
+
     def evaluation_points(self, video: ModelVideo) -> list[int]:
         """Prefix lengths (in sampled frames) at which the method gives a value."""
         return prefix_lengths(video.num_frames, self.sampling.num_prefixes)

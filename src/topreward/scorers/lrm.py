@@ -33,13 +33,14 @@ Recipes (`points` are prefix lengths; the frame of point k is the k-th sampled f
      progress = min-max of the values (Eq.2 of TOPReward, done by `Scorer`); success = the last point's
      value (the mean over the last points would be 0.5 whenever they are all the points).
 
-Cost. The progress and contrast heads put several images in one prompt (the completion head one image,
-not a video prefix), which the video cache (`topreward.backends.prefix_sharing`) cannot serve: all three
-run on the backend's per-request image path, `HFBackend.image_log_probs`, one plain forward per request,
-where the vision encoder runs again over every image of every request and neither vision features nor
-the KV cache are shared between requests (TOPReward's fast path runs each once per episode). With K points:
-`lrm-progress` runs 11 K forwards of two images each (one per candidate), `lrm-completion` K forwards of
-one image, `lrm-contrast` K (K - 1) forwards of two images with K <= `max_points` (56 at the default 8).
+Cost. The heads put images in a chat turn (two for progress and contrast, one for completion), not a
+video prefix, so the video cache (`topreward.backends.prefix_sharing`) does not serve them; they go to the
+backend's image-prompt path, `HFBackend.image_log_probs`: on the fast path each prompt (its images
+included) runs once and keeps its KV cache, and its answer requests are packed on top (the 11 progress
+candidates share one prompt pass); on `path="reference"` every request is one plain forward. Nothing is
+shared between prompts: the vision encoder runs again over every image of every prompt. With K points:
+`lrm-progress` runs K two-image prompts (+ 11 K short candidate suffixes), `lrm-completion` K one-image
+prompts, `lrm-contrast` K (K - 1) two-image prompts with K <= `max_points` (56 at the default 8).
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ class LRMProgressScorer(Scorer):
         log_probs = np.empty((len(points), len(PROGRESS_CANDIDATES)))
         for row, k in enumerate(points):
             prompt, images = self.backend.image_chat(progress_parts(instruction, video.frames[k - 1], first))
-            answers = self.backend.image_log_probs(prompt, images, self.requests(len(images)))
+            answers = self.image_log_probs(prompt, images, self.requests(len(images)))
             log_probs[row] = [a.span.sum() for a in answers]
         expected = _softmax(log_probs) @ np.asarray(PROGRESS_LEVELS)
         signals = {"expected_progress": expected, "candidate_log_probs": log_probs.tolist()}
@@ -239,7 +240,7 @@ class LRMCompletionScorer(Scorer):
         for row, k in enumerate(points):
             parts = completion_parts(instruction, video.frames[k - 1], cfg.yes, cfg.no)
             prompt, images = self.backend.image_chat(parts)
-            (answer,) = self.backend.image_log_probs(prompt, images, [Request(1, self.cue, self.token_ids)])
+            (answer,) = self.image_log_probs(prompt, images, [Request(1, self.cue, self.token_ids)])
             log_probs[row] = answer.next
         p_yes = _pair_probability(log_probs)
         signals = {"log_p_yes": log_probs[:, 0], "log_p_no": log_probs[:, 1]}
@@ -288,7 +289,7 @@ class LRMContrastScorer(Scorer):
         cfg = self.config
         parts = contrast_parts(instruction, video.frames[k1 - 1], video.frames[k2 - 1], cfg.first, cfg.second)
         prompt, images = self.backend.image_chat(parts)
-        (answer,) = self.backend.image_log_probs(prompt, images, [Request(2, self.cue, self.token_ids)])
+        (answer,) = self.image_log_probs(prompt, images, [Request(2, self.cue, self.token_ids)])
         return float(_pair_probability(answer.next[::-1]))
 
     def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
