@@ -34,6 +34,10 @@ def _none_or(parse):
     return convert
 
 
+def _shown(default: Any) -> str:
+    return repr(default) if isinstance(default, str) else str(default)  # ' True' keeps its space
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """One flag per dataclass field; help and choices come from the field's metadata."""
     hints = typing.get_type_hints(cls)
@@ -50,9 +54,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         )
         kw: dict[str, Any] = {
             "default": f.default,
-            "help": f.metadata.get("help", "")
-            + f" (default: {f.default!r})" * isinstance(f.default, str)
-            + f" (default: {f.default})" * (not isinstance(f.default, str)),
+            "help": f.metadata.get("help", "") + f" (default: {_shown(f.default)})",
         }
         if typing.get_origin(base) is typing.Literal or "choices" in f.metadata:
             kw["choices"] = list(f.metadata.get("choices") or typing.get_args(base))
@@ -69,45 +71,40 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kw)
 
 
-def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any):
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    return cls(**{**values, **overrides})
-
-
-def add_method_flags(parser: argparse.ArgumentParser, method: str) -> None:
-    """`--method` plus the flags of the backend, the sampling and the chosen method (from their dataclasses)."""
+def _option_classes(method: str) -> tuple[type, ...]:
+    """The dataclasses whose fields are a method's options: backend, sampling, the method's own."""
     from topreward.sampling import SamplingConfig
     from topreward.scorers.base import BackendConfig
     from topreward.scorers.registry import scorer_class
 
-    cls = scorer_class(method)
+    return (BackendConfig, SamplingConfig, scorer_class(method).Config)
+
+
+def add_method_flags(parser: argparse.ArgumentParser, method: str) -> None:
+    """`--method` plus the flags of the backend, the sampling and the chosen method (from their dataclasses)."""
+    from topreward.scorers.registry import scorer_class
+
     parser.add_argument(
         "--method",
         default="topreward",
         help="scoring method (see `topreward list`); put it first to see its flags",
     )
-    add_config_flags(parser.add_argument_group("backend options"), BackendConfig)
-    add_config_flags(parser.add_argument_group("sampling options"), SamplingConfig)
-    add_config_flags(parser.add_argument_group(f"{method} options ({cls.description})"), cls.Config)
+    titles = ("backend options", "sampling options", f"{method} options ({scorer_class(method).description})")
+    for title, cls in zip(titles, _option_classes(method)):
+        add_config_flags(parser.add_argument_group(title), cls)
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
     """The flat scorer options (backend, sampling, method) given on the command line."""
-    from topreward.sampling import SamplingConfig
-    from topreward.scorers.base import BackendConfig
-    from topreward.scorers.registry import scorer_class
-
-    classes = (BackendConfig, SamplingConfig, scorer_class(args.method).Config)
-    return {f.name: getattr(args, f.name) for cls in classes for f in dataclasses.fields(cls)}
+    return {
+        f.name: getattr(args, f.name) for cls in _option_classes(args.method) for f in dataclasses.fields(cls)
+    }
 
 
 def valid_flags(method: str) -> list[str]:
-    from topreward.sampling import SamplingConfig
-    from topreward.scorers.base import BackendConfig
-    from topreward.scorers.registry import scorer_class
-
-    classes = (BackendConfig, SamplingConfig, scorer_class(method).Config)
-    return ["--" + f.name.replace("_", "-") for cls in classes for f in dataclasses.fields(cls)]
+    return [
+        "--" + f.name.replace("_", "-") for cls in _option_classes(method) for f in dataclasses.fields(cls)
+    ]
 
 
 def _peek_method(argv: list[str]) -> str:

@@ -67,7 +67,7 @@ def _pick_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
     return table[dtype]
 
 
-Path = Literal["fast", "reference"]
+ScoringPath = Literal["fast", "reference"]
 
 
 class HFBackend:
@@ -93,7 +93,7 @@ class HFBackend:
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         attn_implementation: str = "sdpa",
-        path: Path = "fast",
+        path: ScoringPath = "fast",
         batch_size: int = 8,
     ) -> None:
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
@@ -252,7 +252,12 @@ class HFBackend:
 
     # ---- the video cache (both paths) -------------------------------------------------------------
     def video_cache(
-        self, video: ModelVideo, before: str, *, path: Path | None = None, batch_size: int | None = None
+        self,
+        video: ModelVideo,
+        before: str,
+        *,
+        path: ScoringPath | None = None,
+        batch_size: int | None = None,
     ):
         """A `VideoCache` (fast path) or `ReferenceVideoCache` over `video` with `before` in front of it.
 
@@ -321,7 +326,7 @@ class HFBackend:
         images: list[np.ndarray],
         requests: list[Request],
         *,
-        path: Path | None = None,
+        path: ScoringPath | None = None,
         batch_size: int | None = None,
     ) -> list[Answer]:
         """Answers to requests whose `text` follows `prompt`, a text with one image marker per image.

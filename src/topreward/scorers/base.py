@@ -4,8 +4,9 @@ A method is a `Scorer` subclass with
   * `Config`: a dataclass of its own options (subclass of `MethodConfig`, which holds the options every
     method has: how raw values become progress, success scores and dense rewards);
   * `description` (one line) and `requires` (backend capabilities, `topreward.backends.base`);
-  * `compute(video, instruction) -> MethodOutput`: per evaluation point raw values (and, if the method
-    has them, progress already in [0, 1]) plus method-specific `signals`.
+  * `compute(video, instruction, points) -> MethodOutput`: per evaluation point raw values (and, if the
+    method has them, progress already in [0, 1]) plus method-specific `signals` — or `compute_many`, the
+    same for several instructions at once, when they can share the video's work (one video cache).
 `Scorer.score()` does the rest: `prepare` (sampling and resizing, model-free and picklable), the method's
 computation, then the common result (progress, per-frame progress, success score, dense rewards).
 """
@@ -173,14 +174,19 @@ class Scorer:
     def image_log_probs(self, prompt: str, images: list, requests: list):
         """The backend's image-prompt answers, on the path and batch size of this scorer's options."""
         cfg = self.backend_config
-        return self.backend.image_log_probs(prompt, images, requests, path=cfg.path, batch_size=cfg.batch_size)
+        return self.backend.image_log_probs(
+            prompt, images, requests, path=cfg.path, batch_size=cfg.batch_size
+        )
 
     def evaluation_points(self, video: ModelVideo) -> list[int]:
         """Prefix lengths (in sampled frames) at which the method gives a value."""
         return prefix_lengths(video.num_frames, self.sampling.num_prefixes)
 
     def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
-        raise NotImplementedError
+        """The method's values at `points` for one instruction. A method overrides this or `compute_many`."""
+        if type(self).compute_many is Scorer.compute_many:
+            raise NotImplementedError(f"{type(self).__name__} must implement compute or compute_many")
+        return self.compute_many(video, [instruction], points)[0]
 
     def compute_many(
         self, video: ModelVideo, instructions: list[str], points: list[int]

@@ -141,6 +141,3 @@ class EnsembleScorer(Scorer):
                 MethodOutput(mean, {"log_p_true": mean, "prompt_log_p_true": per_prompt}, progress=progress)
             )
         return outputs
-
-    def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
-        return self.compute_many(video, [instruction], points)[0]

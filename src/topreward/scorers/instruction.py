@@ -75,6 +75,3 @@ class InstructionScorer(Scorer):
                 MethodOutput(values, {"instruction_log_prob": values, "token_log_probs": per_token})
             )
         return outputs
-
-    def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
-        return self.compute_many(video, [instruction], points)[0]

@@ -94,6 +94,3 @@ class TOPRewardScorer(Scorer):
             values = true - false if self.config.signal == "contrast" else true
             outputs.append(MethodOutput(values, {"log_p_true": true, "log_p_false": false}))
         return outputs
-
-    def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
-        return self.compute_many(video, [instruction], points)[0]
