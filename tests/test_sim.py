@@ -235,11 +235,20 @@ def fresh(tmp_path_factory) -> tuple[Path, Path]:
     return dirs[0], dirs[1]
 
 
+def assert_same_frames(a: Path, b: Path) -> None:
+    """Same episode video: Mesa's software renderer is not bit-exact between runs (about 1 episode in 16
+    had a few pixels off by up to 10 levels, physics identical), so pixels may differ a little, rarely."""
+    fa, fb = read_frames(a), read_frames(b)
+    assert fa.shape == fb.shape, a.name
+    diff = np.abs(fa.astype(np.int16) - fb.astype(np.int16))
+    assert diff.mean() < 0.05 and np.mean(diff > 0) < 0.01, (a.name, float(diff.mean()), int(diff.max()))
+
+
 def test_generate_is_deterministic(fresh):
     a, b = fresh
+    assert (a / "manifest.jsonl").read_text() == (b / "manifest.jsonl").read_text()  # physics, ground truth
     for name in ("reach-v3_s3_expert.mp4", "reach-v3_s3_random.mp4"):
-        assert (a / "videos" / name).read_bytes() == (b / "videos" / name).read_bytes(), name
-    assert (a / "manifest.jsonl").read_text() == (b / "manifest.jsonl").read_text()
+        assert_same_frames(a / "videos" / name, b / "videos" / name)
 
 
 def test_generate_writes_valid_episodes(fresh):
@@ -260,11 +269,11 @@ def test_generate_resumes_and_checks_settings(fresh, tmp_path):
     videos = a / "videos"
     kept = videos / "reach-v3_s3_expert.mp4"
     redo = videos / "reach-v3_s3_random.mp4"
-    kept_mtime, redo_bytes = kept.stat().st_mtime_ns, redo.read_bytes()
-    redo.unlink()
+    kept_mtime, before = kept.stat().st_mtime_ns, tmp_path / "before.mp4"
+    redo.replace(before)
     manifest = generate(a, ["reach-v3"], [3], kinds=("expert", "random"), max_steps=20, progress=False)
     assert kept.stat().st_mtime_ns == kept_mtime  # skipped
-    assert redo.read_bytes() == redo_bytes  # regenerated, identical
+    assert_same_frames(redo, before)  # regenerated, the same episode
     assert len(manifest.read_text().splitlines()) == 2
     with pytest.raises(ValueError, match="generated with settings"):
         generate(a, ["reach-v3"], [3], kinds=("expert",), max_steps=21, progress=False)

@@ -15,8 +15,10 @@ Recipe, per task and seed:
 3. After each step render one frame (``steps`` frames; frame ``i`` shows the state after step ``i + 1``, so
    frame 0 is the scene 12.5 ms after reset) from the ``corner`` camera at 224x224, shadows off (3-4x
    faster on CPU). That camera is mounted upside down, so each image is rotated 180 degrees
-   (``img[::-1, ::-1]``). Write an H.264 mp4 with `topreward.video.write_video` (x264 ``threads=1``, so the
-   same seed gives identical bytes on the same machine).
+   (``img[::-1, ::-1]``). Write an H.264 mp4 with `topreward.video.write_video` (x264 ``threads=1``). The
+   same seed gives the same physics and ground truth; the pixels almost always match to the bit, but
+   Mesa's software renderer is not bit-exact between runs (here about 1 episode in 16 had a few pixels
+   off by up to 10 levels), so the mp4 bytes can differ.
 4. Ground-truth progress per frame, two equally weighted stages (one for ``reach-v3``, whose "object" is
    the hand), from quantities that show in the video:
    ``reach_t = clip(1 - d_t / d_0, 0, 1)`` with ``d`` the hand-to-object distance (observation [0:3] vs
