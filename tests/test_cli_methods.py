@@ -28,7 +28,7 @@ def test_score_with_method(method, tiny_model_dirs, sample_video, tmp_path, caps
     data = json.loads(out.read_text())
     assert data["method"] == method and len(data["progress"]) == 3 and "values" in data
     printed = capsys.readouterr().out
-    assert f"method: {method}" in printed and "log_p_true" in printed
+    assert f"method: {method}" in printed and "log P(True)" in printed
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -143,7 +143,7 @@ def _print_summary(result) -> None:
     extra = {
         name: np.asarray(v, dtype=float)
         for name, v in result.signals.items()
-        if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == k
+        if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == k and not np.array_equal(v, result.values)
     }
     names = [result.value_name, *[n for n in extra if n != result.value_name]]
     columns = [np.asarray(result.values, float), *[extra[n] for n in names[1:]]]
