@@ -145,6 +145,9 @@ BACKENDS_WITH = {
 
 def require(backend: Any, needed: frozenset[str] | set[str], method: str) -> None:
     """Raise if `backend` lacks a capability `method` needs; the error names a backend that has it."""
+    unknown = sorted(set(needed) - set(CAPABILITIES))
+    if unknown:
+        raise ValueError(f"method {method!r} asks for unknown capabilities {unknown}; known: {CAPABILITIES}")
     have = getattr(backend, "capabilities", frozenset())
     missing = sorted(set(needed) - set(have))
     if missing:

@@ -356,9 +356,9 @@ class HFBackend:
         ids = inputs["input_ids"][0]
         texts = {r.text: TextTokens.of(self.processor.tokenizer, r.text) for r in requests}
         self.check_context(len(ids) + max(len(t.ids) for t in texts.values()))
+        prompt_ids = self.tokenize(prompt)
         for text, tokens in texts.items():  # a text's tokens must not depend on the prompt before it
-            whole = self.processor.tokenizer(prompt + text, add_special_tokens=False)["input_ids"]
-            if whole != self.tokenize(prompt) + tokens.ids.tolist():
+            if self.tokenize(prompt + text) != prompt_ids + tokens.ids.tolist():
                 raise RuntimeError(
                     f"the tokens of {text[:60]!r} change after the prompt; start it with a space or use path='reference'"
                 )

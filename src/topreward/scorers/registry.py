@@ -45,10 +45,6 @@ def scorer_class(name: str) -> type:
     return _REGISTRY[name]
 
 
-def scorer_config_class(name: str) -> type:
-    return scorer_class(name).Config
-
-
 def load_scorer(name: str = "topreward", *, backend: Any = None, **options: Any):
     """Build a scorer: `load_scorer("topreward", model="Qwen/Qwen3-VL-8B-Instruct", num_prefixes=15)`.
 
