@@ -182,30 +182,34 @@ def test_torn_last_line_is_dropped(scorer, tmp_path):
 
 
 def test_ray_engine_matches_local(scorer, tmp_path):
+    import functools
+
     ray = pytest.importorskip("ray")
     manifest = make_manifest(tmp_path / "m", 3, corrupt=(2,))
-    local = annotate(open_source(manifest), scorer, tmp_path / "local.parquet", progress_bar=False).out
+    # two methods: the Ray engine knows only the method name and its options
+    same = {k: scorer.options()[k] for k in ("model", "max_frames", "num_prefixes")}
+    second = topreward.load_scorer("instruction", backend=scorer.backend, **same)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        import functools
-
-        summary = annotate(
-            open_source(manifest),
-            ScorerSpec("topreward", scorer.options()),
-            tmp_path / "ray.parquet",
-            engine="ray",
-            workers=1,
-            source_factory=functools.partial(open_source, str(manifest)),
-            progress_bar=False,
-        )
+        for s in (scorer, second):
+            local = annotate(open_source(manifest), s, tmp_path / f"{s.name}.parquet", progress_bar=False).out
+            summary = annotate(
+                open_source(manifest),
+                ScorerSpec(s.name, s.options()),
+                tmp_path / f"{s.name}-ray.parquet",
+                engine="ray",
+                workers=1,
+                source_factory=functools.partial(open_source, str(manifest)),
+                progress_bar=False,
+            )
+            assert summary.scored == 2 and summary.skipped == 1
+            a, meta_a = read_annotations(local)
+            b, meta_b = read_annotations(summary.out)
+            assert meta_a == meta_b and meta_b["method"] == s.name
+            for name in a.column_names:  # identical up to float rounding (the actor runs on other threads)
+                np.testing.assert_allclose(a[name].to_numpy(), b[name].to_numpy(), atol=1e-5, rtol=0)
     finally:
         ray.shutdown()
-    assert summary.scored == 2 and summary.skipped == 1
-    a, meta_a = read_annotations(local)
-    b, meta_b = read_annotations(summary.out)
-    assert meta_a == meta_b
-    for name in a.column_names:  # identical up to float rounding (the actor runs on other threads)
-        np.testing.assert_allclose(a[name].to_numpy(), b[name].to_numpy(), atol=1e-5, rtol=0)
 
 
 def test_awr_weights_hand_values():
