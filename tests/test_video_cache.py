@@ -100,10 +100,14 @@ def test_bad_requests_and_frames(qwen3_backend):
         Request(2, "x")
     with pytest.raises(ValueError, match="at least one frame"):
         Request(0, "x", (1,))
-    with pytest.raises(ValueError, match="must be"):
-        cache.extend(v.frames[:1, :8], [100])
-    with pytest.raises(ValueError, match="increasing"):
-        cache.extend(v.frames[:1], [0])
+    for c in (cache, ReferenceVideoCache(qwen3_backend, v, "")):
+        with pytest.raises(ValueError, match="must be"):
+            c.extend(v.frames[:1, :8], [100])
+        with pytest.raises(ValueError, match="must be"):
+            c.extend(v.frames[:1].astype(np.float32), [100])
+        with pytest.raises(ValueError, match="increasing"):
+            c.extend(v.frames[:1], [0])
+        assert c.video.num_frames == 4  # nothing half-appended
 
 
 def test_batch_size_does_not_change_answers(qwen3_backend):

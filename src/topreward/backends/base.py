@@ -51,6 +51,30 @@ class ModelVideo:
         return (len(self.source_indices) - 1) / span if span > 0 else self.source_fps
 
 
+def appended(video: ModelVideo, frames: np.ndarray, source_indices: np.ndarray | list[int]) -> ModelVideo:
+    """`video` with `frames` appended; error unless they match its frame shape and come after its last frame."""
+    frames = np.asarray(frames)
+    idx = np.asarray(source_indices, dtype=np.int64)
+    if frames.ndim != 4 or frames.shape[1:] != video.frames.shape[1:] or frames.dtype != video.frames.dtype:
+        raise ValueError(
+            f"new frames have shape {frames.shape} and dtype {frames.dtype}; they must be "
+            f"(n, {', '.join(map(str, video.frames.shape[1:]))}) {video.frames.dtype} like the cached video's "
+            "(prepare them with the same FramePreparer)"
+        )
+    if (
+        len(idx) != len(frames)
+        or (len(idx) and idx[0] <= video.source_indices[-1])
+        or np.any(np.diff(idx) <= 0)
+    ):
+        raise ValueError(
+            f"source_indices {idx.tolist()} must be increasing, one per new frame, after the last cached "
+            f"frame {int(video.source_indices[-1])}"
+        )
+    return ModelVideo(
+        np.concatenate([video.frames, frames]), np.concatenate([video.source_indices, idx]), video.source_fps
+    )
+
+
 @dataclass(frozen=True)
 class Request:
     """One question to the model about a video prefix.

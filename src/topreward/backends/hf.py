@@ -26,6 +26,7 @@ from topreward.backends.base import (
     Answer,
     ModelVideo,
     Request,
+    appended,
 )
 from topreward.backends.qwen_vl import QwenVLFamily, family_for
 from topreward.prompts import PromptStyle
@@ -404,11 +405,7 @@ class ReferenceVideoCache:
         return answers
 
     def extend(self, frames: np.ndarray, source_indices) -> None:
-        self.video = ModelVideo(
-            np.concatenate([self.video.frames, np.asarray(frames)]),
-            np.concatenate([self.video.source_indices, np.asarray(source_indices, dtype=np.int64)]),
-            self.video.source_fps,
-        )
+        self.video = appended(self.video, frames, source_indices)
 
 
 def _stack(answers: list[Answer]) -> np.ndarray:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from topreward.backends.base import Answer, ModelVideo, Request
+from topreward.backends.base import Answer, ModelVideo, Request, appended
 
 if TYPE_CHECKING:
     from topreward.backends.hf import HFBackend
@@ -350,29 +350,9 @@ class VideoCache:
         Only frame pairs not seen before are encoded; the KV cache is kept up to where the old and the new
         sequence agree (a group completed by the new frames, or times that moved, start the new part).
         """
-        frames = np.asarray(frames)
-        idx = np.asarray(source_indices, dtype=np.int64)
-        if frames.ndim != 4 or frames.shape[1:] != self.video.frames.shape[1:]:
-            raise ValueError(
-                f"new frames have shape {frames.shape}; they must be (n, {', '.join(map(str, self.video.frames.shape[1:]))}) "
-                "like the cached video's (resize them with the same FramePreparer)"
-            )
-        if (
-            len(idx) != len(frames)
-            or (len(idx) and idx[0] <= self.video.source_indices[-1])
-            or np.any(np.diff(idx) <= 0)
-        ):
-            raise ValueError(
-                f"source_indices {idx.tolist()} must be increasing, one per new frame, after the last cached "
-                f"frame {int(self.video.source_indices[-1])}"
-            )
         if not len(frames):
             return
-        self.video = ModelVideo(
-            np.concatenate([self.video.frames, frames]),
-            np.concatenate([self.video.source_indices, idx]),
-            self.video.source_fps,
-        )
+        self.video = appended(self.video, frames, source_indices)
         self._layouts.clear()  # frame times (hence positions) of earlier prefixes can depend on the whole video
         self._sync()
 
