@@ -28,6 +28,7 @@ from topreward.backends.base import (
     Request,
     appended,
 )
+from topreward.backends.prefix_sharing import TextTokens
 from topreward.backends.qwen_vl import QwenVLFamily, family_for
 from topreward.prompts import PromptStyle
 
@@ -224,11 +225,10 @@ class HFBackend:
     @torch.inference_mode()
     def forward_answer(self, inputs, text: str, request: Request) -> Answer:
         """One plain forward of processor `inputs` whose sequence ends with `text`; reads `request`'s answer."""
-        enc = self.processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = inputs["input_ids"][0]
-        n = len(enc["input_ids"])
+        tokens = TextTokens.of(self.processor.tokenizer, text)
+        ids, n = inputs["input_ids"][0], len(tokens.ids)
         self.check_context(len(ids))
-        if ids[len(ids) - n :].tolist() != list(enc["input_ids"]):
+        if ids[len(ids) - n :].tolist() != tokens.ids.tolist():
             raise RuntimeError(
                 f"the tokens of {text[:60]!r} change when it follows the video; start it with a space"
             )
@@ -241,13 +241,8 @@ class HFBackend:
         )
         if request.span is None:
             return Answer(nxt)
-        from topreward.backends.prefix_sharing import TextTokens
-
-        text_ids = torch.tensor(enc["input_ids"])
-        j0, j1 = TextTokens(text_ids, [tuple(o) for o in enc["offset_mapping"]]).span_tokens(
-            request.span, text
-        )
-        targets = text_ids[j0:j1].tolist()
+        j0, j1 = tokens.span_tokens(request.span, text)
+        targets = tokens.ids[j0:j1].tolist()
         span = log_probs[torch.arange(j0, j1), targets].cpu().numpy().astype(np.float64)
         return Answer(nxt, span, tuple(targets))
 
@@ -351,7 +346,7 @@ class HFBackend:
     def _image_log_probs_shared(
         self, prompt: str, images: list[np.ndarray], requests: list[Request], batch_size: int
     ) -> list[Answer]:
-        from topreward.backends.prefix_sharing import Piece, TextTokens, score_on_cache
+        from topreward.backends.prefix_sharing import Piece, score_on_cache
 
         inputs = self.processor(text=[prompt], images=list(images), return_tensors="pt", do_resize=False)
         ids = inputs["input_ids"][0]
