@@ -300,3 +300,30 @@ def clean_instruction(instruction: str) -> str:
     if not text:
         raise ValueError("the instruction is empty; pass the task text, e.g. 'put the pen into the cup'")
     return text.rstrip(".")
+
+
+class CacheScorer(Scorer):
+    """A method whose work is requests on one video cache (`topreward.backends.prefix_sharing`).
+
+    It implements `text_before_video()` and `compute_on_cache(cache, instructions, points)`; the cache
+    then serves every instruction of a video at once (`compute_many`) and can grow frame by frame
+    (`topreward.stream.StreamSession`).
+    """
+
+    def text_before_video(self) -> str:
+        """The text the video follows; it must not depend on the instruction."""
+        raise NotImplementedError
+
+    def compute_on_cache(self, cache, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+        raise NotImplementedError
+
+    def compute_many(
+        self, video: ModelVideo, instructions: list[str], points: list[int]
+    ) -> list[MethodOutput]:
+        return self.compute_on_cache(self.video_cache(video, self.text_before_video()), instructions, points)
+
+    def stream(self, instruction: str, *, source_fps: float, every: int = 1, max_frames: int = 256):
+        """An online session: push frames as they come, score the newest prefix (`topreward.stream`)."""
+        from topreward.stream import StreamSession
+
+        return StreamSession(self, instruction, source_fps=source_fps, every=every, max_frames=max_frames)

@@ -30,11 +30,11 @@ from typing import Literal
 
 import numpy as np
 
-from topreward.backends.base import ModelVideo, Request
+from topreward.backends.base import Request
 from topreward.prompts import PROMPT_STYLES, PromptStyle
 from topreward.rewards import minmax_progress
 from topreward.sampling import option
-from topreward.scorers.base import MethodConfig, MethodOutput, Scorer, clean_instruction
+from topreward.scorers.base import CacheScorer, MethodConfig, MethodOutput, clean_instruction
 from topreward.scorers.registry import register
 
 #: Our own phrasings (not the blog's). Each states completion of {instruction} and ends in an answer cue.
@@ -98,7 +98,7 @@ class EnsembleConfig(MethodConfig):
 
 
 @register("ensemble")
-class EnsembleScorer(Scorer):
+class EnsembleScorer(CacheScorer):
     """N prompt phrasings over one video cache, averaged."""
 
     description = "prompt ensemble: N TOPReward phrasings on one video cache, averaged (Lu 2026 blog)"
@@ -108,26 +108,25 @@ class EnsembleScorer(Scorer):
     def setup(self) -> None:
         self.answer_id = self.backend.token_id(self.config.answer)
 
-    def compute_many(
-        self, video: ModelVideo, instructions: list[str], points: list[int]
-    ) -> list[MethodOutput]:
+    def text_before_video(self) -> str:
         cfg = self.config
-        per_text = [
-            [
-                self.backend.prompt_text(cfg.prompt_style, p.format(instruction=clean_instruction(t)))
-                for p in cfg.prompts
-            ]
-            for t in instructions
-        ]
-        befores = {p.before for texts in per_text for p in texts}
+        befores = {
+            self.backend.prompt_text(cfg.prompt_style, p.format(instruction="x")).before for p in cfg.prompts
+        }
         if len(befores) != 1:
             raise ValueError(
                 "the prompts put different text before the video; use prompt_style 'raw' or 'authors'"
             )
-        cache = self.video_cache(video, befores.pop())
-        requests = [
-            Request(k, p.after, (self.answer_id,)) for texts in per_text for p in texts for k in points
+        return befores.pop()
+
+    def compute_on_cache(self, cache, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+        cfg = self.config
+        afters = [
+            self.backend.prompt_text(cfg.prompt_style, p.format(instruction=clean_instruction(t))).after
+            for t in instructions
+            for p in cfg.prompts
         ]
+        requests = [Request(k, after, (self.answer_id,)) for after in afters for k in points]
         lp = np.array([a.next[0] for a in cache.score(requests)]).reshape(
             len(instructions), len(cfg.prompts), -1
         )

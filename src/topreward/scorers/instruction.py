@@ -23,10 +23,10 @@ from typing import Literal
 
 import numpy as np
 
-from topreward.backends.base import ModelVideo, Request
+from topreward.backends.base import Request
 from topreward.prompts import PROMPT_STYLES, PromptStyle
 from topreward.sampling import option
-from topreward.scorers.base import MethodConfig, MethodOutput, Scorer, clean_instruction
+from topreward.scorers.base import CacheScorer, MethodConfig, MethodOutput, clean_instruction
 from topreward.scorers.registry import register
 
 #: App. A's prompt; the instruction's span starts at the space before it (tokens carry leading spaces).
@@ -46,26 +46,24 @@ class InstructionConfig(MethodConfig):
 
 
 @register("instruction")
-class InstructionScorer(Scorer):
+class InstructionScorer(CacheScorer):
     """Mean log-prob of the instruction's tokens after each video prefix (TOPReward App. A)."""
 
     description = "instruction likelihood: mean log-prob of the instruction's tokens after each prefix (TOPReward App. A)"
     Config = InstructionConfig
     value_name = "mean log P(instruction)"
 
-    def compute_many(
-        self, video: ModelVideo, instructions: list[str], points: list[int]
-    ) -> list[MethodOutput]:
-        texts = []
+    def text_before_video(self) -> str:
+        return self.backend.prompt_text(self.config.prompt_style, CONTEXT).before
+
+    def compute_on_cache(self, cache, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+        requests = []
         for t in instructions:
             task = clean_instruction(t)
             text = f"{CONTEXT} {task}."
-            prompt = self.backend.prompt_text(self.config.prompt_style, text)
-            start = prompt.after.index(text) + len(CONTEXT)  # the space before the instruction
-            texts.append((prompt, (start, start + 1 + len(task))))
-        befores = {p.before for p, _ in texts}
-        cache = self.video_cache(video, befores.pop())
-        requests = [Request(k, p.after, span=span) for p, span in texts for k in points]
+            after = self.backend.prompt_text(self.config.prompt_style, text).after
+            start = after.index(text) + len(CONTEXT)  # the space before the instruction
+            requests += [Request(k, after, span=(start, start + 1 + len(task))) for k in points]
         answers = cache.score(requests)
         outputs = []
         for i in range(len(instructions)):

@@ -32,10 +32,10 @@ from typing import Literal
 
 import numpy as np
 
-from topreward.backends.base import ModelVideo, Request
+from topreward.backends.base import Request
 from topreward.prompts import PROMPT_STYLES, TOPREWARD_TEMPLATE, PromptStyle
 from topreward.sampling import option
-from topreward.scorers.base import DEFAULT_MODEL, MethodConfig, MethodOutput, Scorer, clean_instruction
+from topreward.scorers.base import DEFAULT_MODEL, CacheScorer, MethodConfig, MethodOutput, clean_instruction
 from topreward.scorers.registry import register
 
 __all__ = ["DEFAULT_MODEL", "TOPRewardConfig", "TOPRewardScorer", "format_prompt"]
@@ -66,7 +66,7 @@ def format_prompt(instruction: str) -> str:
 
 
 @register("topreward")
-class TOPRewardScorer(Scorer):
+class TOPRewardScorer(CacheScorer):
     """log P(" True") after each video prefix (Eq.1), min-max normalised into progress (Eq.2)."""
 
     description = "TOPReward: log P(' True') after each video prefix, min-max normalised (Chen et al. 2026)"
@@ -79,13 +79,12 @@ class TOPRewardScorer(Scorer):
         if cfg.signal == "contrast":
             self.value_name = "log P(True) - log P(False)"
 
-    def compute_many(
-        self, video: ModelVideo, instructions: list[str], points: list[int]
-    ) -> list[MethodOutput]:
+    def text_before_video(self) -> str:
+        return self.backend.prompt_text(self.config.prompt_style, format_prompt("x")).before
+
+    def compute_on_cache(self, cache, instructions: list[str], points: list[int]) -> list[MethodOutput]:
         style = self.config.prompt_style
         prompts = [self.backend.prompt_text(style, format_prompt(t)) for t in instructions]
-        # the text before the video does not depend on the instruction: one cache serves them all
-        cache = self.video_cache(video, prompts[0].before)
         answers = cache.score([Request(k, p.after, self.token_ids) for p in prompts for k in points])
         outputs = []
         for i in range(len(prompts)):
