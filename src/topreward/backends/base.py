@@ -34,11 +34,13 @@ class ModelVideo:
         frames: uint8 RGB (N, h, w, 3) at model resolution.
         source_indices: index in the source video of each sampled frame.
         source_fps: frame rate of the source video.
+        rate: the sampling rate, when it is known exactly (default: the average over `source_indices`).
     """
 
     frames: np.ndarray
     source_indices: np.ndarray
     source_fps: float
+    rate: float | None = None
 
     @property
     def num_frames(self) -> int:
@@ -46,7 +48,10 @@ class ModelVideo:
 
     @property
     def sampled_fps(self) -> float:
-        """Average rate of the sampled frames in frames per second of video time."""
+        """Rate of the sampled frames in frames per second of video time: `rate` when the sampler knows it
+        (a stream knows its stride before it holds two frames), else the average over the frames."""
+        if self.rate is not None:
+            return self.rate
         span = (self.source_indices[-1] - self.source_indices[0]) / self.source_fps
         return (len(self.source_indices) - 1) / span if span > 0 else self.source_fps
 
@@ -71,7 +76,10 @@ def appended(video: ModelVideo, frames: np.ndarray, source_indices: np.ndarray |
             f"frame {int(video.source_indices[-1])}"
         )
     return ModelVideo(
-        np.concatenate([video.frames, frames]), np.concatenate([video.source_indices, idx]), video.source_fps
+        np.concatenate([video.frames, frames]),
+        np.concatenate([video.source_indices, idx]),
+        video.source_fps,
+        video.rate,
     )
 
 

@@ -379,7 +379,9 @@ class ReferenceVideoCache:
 
     def __init__(self, backend: HFBackend, video: ModelVideo, before: str) -> None:
         self.backend, self.before = backend, before
-        self.video = ModelVideo(np.asarray(video.frames), np.asarray(video.source_indices), video.source_fps)
+        self.video = ModelVideo(
+            np.asarray(video.frames), np.asarray(video.source_indices), video.source_fps, video.rate
+        )
 
     def score(self, requests: list[Request]) -> list[Answer]:
         b = self.backend

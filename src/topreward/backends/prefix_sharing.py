@@ -293,7 +293,9 @@ class VideoCache:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.backend, self.before, self.batch_size = backend, before, batch_size
-        self.video = ModelVideo(np.asarray(video.frames), np.asarray(video.source_indices), video.source_fps)
+        self.video = ModelVideo(
+            np.asarray(video.frames), np.asarray(video.source_indices), video.source_fps, video.rate
+        )
         self.bank = FeatureBank()
         self.lm_tokens = 0  # language-model tokens run so far (accounting for tests and benchmarks)
         self._kv: list[tuple[torch.Tensor, torch.Tensor]] = []

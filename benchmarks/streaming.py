@@ -1,0 +1,91 @@
+"""Per-query cost of a streaming session at episode length 8 vs 64 frames, and vs re-scoring the prefix.
+
+Random weights of the Qwen3-VL config of `benchmarks/prefix_sharing.py` (2B width, 2 text + 2 vision
+layers by default, CPU), frames of 256x256, TOPReward:
+    python benchmarks/streaming.py
+Prints
+  step_ratio_64_vs_8  cost of one streaming step (push one new frame pair + score the newest prefix) when
+                      the session holds 64 frames / when it holds 8;
+  rescore_ratio       cost of scoring the 64-frame prefix from scratch (a new cache over all frames, one
+                      request) / one streaming step at 64;
+  max_abs_diff        largest |value| difference between the streamed values and offline scoring of the
+                      same frames at every queried prefix.
+Target (online-RL issue): the 64-frame step costs <= 1.5x the 8-frame one. The last line is machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+
+import topreward
+from prefix_sharing import add_model_args, build
+from topreward.backends.base import ModelVideo
+from topreward.backends.hf import HFBackend
+
+INSTRUCTION = "put the pen into the cup"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_args(ap)
+    ap.add_argument("--size", type=int, default=256, help="square frame side in pixels (multiple of 32)")
+    ap.add_argument("--short", type=int, default=8, help="episode length of the first measurement")
+    ap.add_argument("--long", type=int, default=64, help="episode length of the second measurement")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps at each length (median kept)")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build(args.preset, args.text_layers or None, args.vision_layers or None, tmp)
+        backend = HFBackend(tmp, device=args.device, dtype=args.dtype)
+    scorer = topreward.load_scorer("topreward", backend=backend, size=(args.size, args.size))
+    total = args.long + 2 * args.steps
+    frames = np.random.default_rng(0).integers(0, 255, (total, args.size, args.size, 3), dtype=np.uint8)
+    session = scorer.stream(INSTRUCTION, source_fps=2.0, max_frames=total)
+
+    def step_times(upto: int) -> list[float]:
+        """Fill the session to `upto` frames, then time steps of 2 new frames (one temporal group) + a query."""
+        session.push(frames[session.pushed : upto])
+        session.score()
+        times = []
+        for _ in range(args.steps):
+            t = time.perf_counter()
+            session.push(frames[session.pushed : session.pushed + 2])
+            session.score()
+            times.append(time.perf_counter() - t)
+        return times
+
+    short = float(np.median(step_times(args.short)))
+    long = float(np.median(step_times(args.long)))
+    held = session.video
+
+    n = args.long + 2  # the prefix the first step at the long length scored
+
+    def rescore() -> float:
+        t = time.perf_counter()
+        scorer.compute(ModelVideo(held.frames[:n], held.source_indices[:n], 2.0), INSTRUCTION, [n])
+        return time.perf_counter() - t
+
+    full = float(np.median([rescore() for _ in range(args.steps)]))
+    # every streamed value against offline scoring of the same frames at the same prefix length
+    position = {int(end): n for n, end in enumerate(held.source_indices, start=1)}
+    queried = [position[end] for end, _ in session.history]
+    offline = scorer.compute(ModelVideo(held.frames, held.source_indices, 2.0), INSTRUCTION, queried).values
+    diff = float(np.abs(np.array([v for _, v in session.history]) - offline).max())
+    cfg = backend.model.config
+    print(
+        f"model: Qwen3-VL {args.preset} width, {cfg.text_config.num_hidden_layers} text / {cfg.vision_config.depth} "
+        f"vision layers, {args.dtype} on {args.device}; frames {args.size}x{args.size}"
+    )
+    print(
+        f"streaming step at {args.short} frames: {short:.3f} s   at {args.long} frames: {long:.3f} s   "
+        f"re-scoring {n} frames: {full:.3f} s   ({len(queried)} streamed values checked)"
+    )
+    print(f"step_ratio_64_vs_8={long / short:.2f} rescore_ratio={full / long:.2f} max_abs_diff={diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()

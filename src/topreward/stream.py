@@ -1,0 +1,182 @@
+"""Online scoring: a session receives an episode's frames as they come and scores the newest prefix.
+
+`session = scorer.stream(instruction, source_fps=30, every=15)` for any method on the video cache
+(`topreward`, `ensemble`, `instruction`: `topreward.scorers.base.CacheScorer`), then per step
+`session.push(frame_or_frames)` and, whenever a reward is wanted, `session.score()`.
+
+What the session does:
+  1. **Frame choice.** It keeps every `every`-th frame it is pushed (pushed frame i is kept when
+     i % every == 0, so the first frame always is): a uniform sampling at `source_fps / every` frames per
+     second of video time. Offline scoring picks its frames from the whole episode (`max_frames` spread
+     over it), which a stream cannot know in advance, so choose `every` for the rate you want (e.g. 2 fps
+     from a 30 fps camera: `every=15`). Each kept frame is resized once, to the size the scorer's sampling
+     options give the first frame (one resolution per episode, as offline).
+  2. **Work per frame.** Kept frames go into one video cache (`VideoCache.extend`): each completed
+     temporal group of frames is encoded once and the KV cache grows by the new frames' tokens only; a
+     query runs just the method's prompt suffix(es) on top. So a query's cost does not grow with the
+     episode's length the way re-scoring the whole prefix does.
+  3. **Value.** `score()` returns the method's raw value for the prefix of all kept frames — the same
+     number (tests: <= 1e-4 in float32) as offline scoring of a video made of the same kept frames at that
+     prefix length.
+  4. **Online progress.** Running min-max (Eq.2) over the values scored so far in this session: 0 at the
+     first query, 1 at a new maximum. It is what Eq.2 gives with what has been seen; it can move when a new
+     extreme comes, so for RL prefer `value` differences or the raw value (the gym wrapper's choice).
+  5. **Memory.** At most `max_frames` kept frames. When a push would exceed it, the session keeps every
+     second frame it holds, doubles `every` (the video still covers the whole episode, as offline
+     sampling's stride grows) and rebuilds its cache once; `StreamScore.every` says the current stride.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from topreward.backends.base import ModelVideo
+from topreward.rewards import minmax_progress
+from topreward.sampling import frame_size, resize_frames
+from topreward.scorers.base import clean_instruction
+
+
+@dataclass
+class StreamScore:
+    """The session's answer for its newest prefix.
+
+    Attributes:
+        value: the method's raw value (TOPReward: log P(" True")) after all kept frames.
+        progress: running min-max of the values scored so far in this session, in [0, 1].
+        num_frames: frames the session holds (the prefix length that was scored).
+        end_frame: index, among all frames pushed, of the newest kept frame.
+        every: the current stride (pushed frames per kept frame).
+        signals: the method's per-point signals at this prefix (e.g. `log_p_true`, `log_p_false`).
+    """
+
+    value: float
+    progress: float
+    num_frames: int
+    end_frame: int
+    every: int
+    signals: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamSession:
+    """One episode scored online; see the module docstring. Built by `CacheScorer.stream`."""
+
+    def __init__(
+        self, scorer, instruction: str, *, source_fps: float, every: int = 1, max_frames: int = 256
+    ) -> None:
+        if not hasattr(scorer, "compute_on_cache"):
+            raise ValueError(
+                f"method {scorer.name!r} does not run on the video cache, so it cannot stream; "
+                "use topreward, ensemble or instruction"
+            )
+        if not (isinstance(source_fps, (int, float)) and math.isfinite(source_fps) and source_fps > 0):
+            raise ValueError(
+                f"source_fps must be a positive number (the camera's frame rate), got {source_fps!r}"
+            )
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a whole number >= 1 (keep every n-th frame), got {every!r}")
+        if not isinstance(max_frames, int) or max_frames < 2:
+            raise ValueError(f"max_frames must be a whole number >= 2, got {max_frames!r}")
+        self.scorer = scorer
+        self.instruction = clean_instruction(instruction)
+        self.source_fps, self.every, self.max_frames = float(source_fps), every, max_frames
+        self.pushed = 0  # frames pushed so far (kept or not)
+        self.history: list[tuple[int, float]] = []  # (end_frame, value) of every score()
+        self.closed = False
+        self._cache = None
+        self._size: tuple[int, int] | None = None
+        self._raw_shape: tuple[int, ...] | None = None
+
+    # ---- frames -------------------------------------------------------------------------------------
+    @property
+    def video(self) -> ModelVideo | None:
+        """The frames the session holds, as the model sees them (None before the first kept frame)."""
+        return None if self._cache is None else self._cache.video
+
+    def push(self, frames: Any) -> int:
+        """Append one frame (H, W, 3) or several (n, H, W, 3), uint8 RGB; returns how many were kept."""
+        from topreward.episode import validate_frames
+
+        if self.closed:
+            raise ValueError("this stream session is closed; start a new one with scorer.stream(...)")
+        arr = np.asarray(frames)
+        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+            arr = arr[None]
+        arr = validate_frames(arr, what="pushed frames")
+        if self._raw_shape is not None and arr.shape[1:] != self._raw_shape:
+            raise ValueError(
+                f"pushed frames have shape {arr.shape[1:]}, but this session's frames are {self._raw_shape}; "
+                "push frames of one camera at one resolution"
+            )
+        positions = self.pushed + np.arange(len(arr))
+        keep = positions % self.every == 0
+        if keep.any():
+            kept = self._resize(arr[keep])
+            idx = positions[keep].astype(np.int64)
+            held = 0 if self._cache is None else self._cache.video.num_frames
+            if held + len(kept) > self.max_frames:
+                self._thin(kept, idx)
+            elif self._cache is None:
+                self._rebuild(kept, idx)
+            else:
+                self._cache.extend(kept, idx)
+        self._raw_shape = arr.shape[1:]
+        self.pushed += len(arr)  # only once the frames are in: a failed push changes nothing
+        return int(keep.sum())
+
+    def _resize(self, frames: np.ndarray) -> np.ndarray:
+        if self._size is None:
+            cfg = self.scorer.sampling
+            self._size = frame_size(
+                frames.shape[1],
+                frames.shape[2],
+                int(self.scorer.backend.patch_factor),
+                cfg.max_pixels,
+                cfg.size,
+            )
+        return resize_frames(frames, self._size)
+
+    def _rebuild(self, frames: np.ndarray, indices: np.ndarray) -> None:
+        video = ModelVideo(frames, indices, self.source_fps, self.source_fps / self.every)
+        self._cache = self.scorer.video_cache(video, self.scorer.text_before_video())
+
+    def _thin(self, new: np.ndarray, idx: np.ndarray) -> None:
+        """Over `max_frames`: keep every second frame (the stride doubles, again if needed); one rebuild."""
+        frames, indices = new, idx
+        if self._cache is not None:
+            frames = np.concatenate([self._cache.video.frames, new])
+            indices = np.concatenate([self._cache.video.source_indices, idx])
+        keep = indices % self.every == 0
+        while keep.sum() > self.max_frames:
+            self.every *= 2
+            keep = indices % self.every == 0
+        self._rebuild(frames[keep], indices[keep])
+
+    # ---- scores -------------------------------------------------------------------------------------
+    def score(self) -> StreamScore:
+        """The method's value for the prefix of every kept frame, and the running progress."""
+        if self.closed:
+            raise ValueError("this stream session is closed; start a new one with scorer.stream(...)")
+        if self._cache is None:
+            raise ValueError("no frame yet: push at least one frame before score()")
+        n = self._cache.video.num_frames
+        out = self.scorer.compute_on_cache(self._cache, [self.instruction], [n])[0]
+        value = float(np.asarray(out.values)[-1])
+        end = int(self._cache.video.source_indices[-1])
+        self.history.append((end, value))
+        values = np.array([v for _, v in self.history])
+        progress = float(minmax_progress(values, self.scorer.config.eps)[-1])
+        signals = {
+            k: float(np.asarray(v)[-1])
+            for k, v in out.signals.items()
+            if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == 1
+        }
+        return StreamScore(value, progress, n, end, self.every, signals)
+
+    def close(self) -> None:
+        """Free the cache (vision features and KV); the session cannot be used afterwards."""
+        self._cache = None
+        self.closed = True

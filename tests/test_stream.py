@@ -1,0 +1,85 @@
+"""Streaming sessions: the newest prefix's value equals offline scoring of the same frames; thinning; bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import topreward
+from topreward.backends.base import ModelVideo
+
+from .conftest import colour_frames
+
+RAW = colour_frames(9, 64, 96)
+
+
+def offline_values(scorer, video: ModelVideo, instruction: str) -> np.ndarray:
+    """Every prefix of the session's frames, scored the offline way (one cache over the whole video)."""
+    plain = ModelVideo(video.frames, video.source_indices, video.source_fps)  # rate from the indices
+    return scorer.compute(plain, instruction, list(range(1, plain.num_frames + 1))).values
+
+
+@pytest.mark.parametrize(("method", "every"), [("topreward", 1), ("topreward", 2), ("instruction", 1)])
+def test_stream_equals_offline(backend, method, every):
+    scorer = topreward.load_scorer(method, backend=backend)
+    session = scorer.stream("open the drawer", source_fps=10, every=every)
+    values = []
+    for i in range(len(RAW)):  # one frame per step, a query after each kept frame
+        if session.push(RAW[i]):
+            values.append(session.score().value)
+    held = session.video
+    assert held.num_frames == len(range(0, len(RAW), every)) and held.source_indices.tolist() == list(
+        range(0, 9, every)
+    )
+    np.testing.assert_allclose(values, offline_values(scorer, held, "open the drawer"), atol=1e-4, rtol=0)
+    assert np.ptp(values) > 0.01  # the comparison can fail
+
+
+def test_stream_signals_progress_and_chunks(qwen3_backend):
+    scorer = topreward.load_scorer("topreward", backend=qwen3_backend)
+    session = scorer.stream("open the drawer", source_fps=10)
+    assert session.push(RAW[:3]) == 3
+    first = session.score()
+    assert first.progress == 0.0 and first.num_frames == 3 and first.end_frame == 2
+    assert first.value == first.signals["log_p_true"] and "log_p_false" in first.signals
+    session.push(RAW[3:])
+    last = session.score()
+    assert last.num_frames == 9 and 0.0 <= last.progress <= 1.0
+    assert [end for end, _ in session.history] == [2, 8]
+
+
+def test_stream_thins_when_full(qwen3_backend):
+    scorer = topreward.load_scorer("topreward", backend=qwen3_backend)
+    session = scorer.stream("open the drawer", source_fps=10, max_frames=4)
+    session.push(RAW)  # 9 frames > 4: every second, then every fourth frame is kept
+    s = session.score()
+    assert s.every == 4 and session.video.source_indices.tolist() == [0, 4, 8]
+    session.push(colour_frames(4, 64, 96))  # pushed frames 9..12: only 12 is kept
+    assert session.video.source_indices.tolist() == [0, 4, 8, 12]
+    np.testing.assert_allclose(
+        session.score().value, offline_values(scorer, session.video, "open the drawer")[-1], atol=1e-4
+    )
+
+
+def test_stream_bad_input(qwen3_backend):
+    scorer = topreward.load_scorer("topreward", backend=qwen3_backend)
+    with pytest.raises(ValueError, match="source_fps"):
+        scorer.stream("open the drawer", source_fps=float("nan"))
+    with pytest.raises(ValueError, match="every"):
+        scorer.stream("open the drawer", source_fps=10, every=0)
+    with pytest.raises(ValueError, match="instruction is empty"):
+        scorer.stream("  ", source_fps=10)
+    session = scorer.stream("open the drawer", source_fps=10)
+    with pytest.raises(ValueError, match="push at least one frame"):
+        session.score()
+    session.push(RAW[0])
+    with pytest.raises(ValueError, match="one camera at one resolution"):
+        session.push(colour_frames(1, 32, 32))
+    with pytest.raises(ValueError, match="uint8"):
+        session.push(RAW[:1].astype(np.float32))
+    assert session.pushed == 1 and session.video.num_frames == 1  # failed pushes changed nothing
+    session.close()
+    with pytest.raises(ValueError, match="closed"):
+        session.push(RAW[1])
+    lrm = topreward.load_scorer("lrm-completion", backend=qwen3_backend)
+    assert not hasattr(lrm, "stream")
