@@ -7,6 +7,8 @@ import pytest
 
 import topreward
 from topreward.backends.base import ModelVideo
+from topreward.scorers.ensemble import PROMPTS
+from topreward.stream import score_many
 
 from .conftest import colour_frames
 
@@ -83,3 +85,30 @@ def test_stream_bad_input(qwen3_backend):
         session.push(RAW[1])
     lrm = topreward.load_scorer("lrm-completion", backend=qwen3_backend)
     assert not hasattr(lrm, "stream")
+
+
+def test_score_many_equals_one_by_one(backend):
+    scorer = topreward.load_scorer("topreward", backend=backend)
+    ens = topreward.load_scorer("ensemble", backend=backend, prompts=PROMPTS[:3])
+    sessions = [
+        scorer.stream("open the drawer", source_fps=10),
+        scorer.stream("fold the towel", source_fps=10, every=2),
+        ens.stream("stack the blocks", source_fps=10),
+    ]
+    for s, n in zip(sessions, (3, 8, 5)):  # odd and even lengths: padded groups re-encoded per session
+        s.push(colour_frames(n, 64, 96) if n != 8 else RAW[:8])
+    calls: list[int] = []
+    lm = backend.model.model.language_model
+    handle = lm.register_forward_pre_hook(
+        lambda m, a, kw: calls.append(kw["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    try:
+        together = score_many(sessions)  # 1 + 1 + 3 requests: one packed forward
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    alone = [s.score() for s in sessions]
+    for a, b in zip(together, alone):
+        assert a.num_frames == b.num_frames
+        np.testing.assert_allclose(a.value, b.value, atol=1e-4, rtol=0)
+    assert len({round(a.value, 3) for a in together}) == 3  # different sessions, different answers

@@ -2,7 +2,8 @@
 
 `session = scorer.stream(instruction, source_fps=30, every=15)` for any method on the video cache
 (`topreward`, `ensemble`, `instruction`: `topreward.scorers.base.CacheScorer`), then per step
-`session.push(frame_or_frames)` and, whenever a reward is wanted, `session.score()`.
+`session.push(frame_or_frames)` and, whenever a reward is wanted, `session.score()`; `score_many(sessions)`
+scores several sessions (a vector env's) in shared forwards.
 
 What the session does:
   1. **Frame choice.** It keeps every `every`-th frame it is pushed (pushed frame i is kept when
@@ -156,14 +157,19 @@ class StreamSession:
         self._rebuild(frames[keep], indices[keep])
 
     # ---- scores -------------------------------------------------------------------------------------
-    def score(self) -> StreamScore:
-        """The method's value for the prefix of every kept frame, and the running progress."""
+    def _ready(self) -> int:
         if self.closed:
             raise ValueError("this stream session is closed; start a new one with scorer.stream(...)")
         if self._cache is None:
             raise ValueError("no frame yet: push at least one frame before score()")
-        n = self._cache.video.num_frames
-        out = self.scorer.compute_on_cache(self._cache, [self.instruction], [n])[0]
+        return self._cache.video.num_frames
+
+    def score(self) -> StreamScore:
+        """The method's value for the prefix of every kept frame, and the running progress."""
+        n = self._ready()
+        return self._record(self.scorer.compute_on_cache(self._cache, [self.instruction], [n])[0])
+
+    def _record(self, out) -> StreamScore:
         value = float(np.asarray(out.values)[-1])
         end = int(self._cache.video.source_indices[-1])
         self.history.append((end, value))
@@ -174,9 +180,32 @@ class StreamSession:
             for k, v in out.signals.items()
             if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == 1
         }
-        return StreamScore(value, progress, n, end, self.every, signals)
+        return StreamScore(value, progress, self._cache.video.num_frames, end, self.every, signals)
 
     def close(self) -> None:
         """Free the cache (vision features and KV); the session cannot be used afterwards."""
         self._cache = None
         self.closed = True
+
+
+def score_many(sessions: list[StreamSession]) -> list[StreamScore]:
+    """Score several sessions' newest prefixes together: their requests share packed forwards.
+
+    For the sub-environments of a vector env, say: one forward per `batch_size` requests instead of one per
+    session, each request seeing only its own session's cache (`prefix_sharing.score_on_caches`). Equal to
+    `[s.score() for s in sessions]`. Sessions on the reference path are scored one by one.
+    """
+    from topreward.backends.prefix_sharing import VideoCache, score_on_caches
+
+    if not sessions:
+        return []
+    sizes = [s._ready() for s in sessions]
+    if any(not isinstance(s._cache, VideoCache) for s in sessions):
+        return [s.score() for s in sessions]
+    jobs = [(s._cache, s.scorer.requests_for([s.instruction], [n])) for s, n in zip(sessions, sizes)]
+    batch = max(s.scorer.backend_config.batch_size for s in sessions)
+    answers = score_on_caches(jobs, batch_size=batch)
+    return [
+        s._record(s.scorer.outputs_from(a, [s.instruction], [n])[0])
+        for s, a, n in zip(sessions, answers, sizes)
+    ]

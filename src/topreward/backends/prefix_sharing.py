@@ -236,14 +236,19 @@ def _embed(backend: HFBackend, pieces: list[Piece], bank: FeatureBank):
 
 
 def suffix_mask(
-    shared: list[int], lengths: list[int], cache_len: int, dtype: torch.dtype, device
+    shared: list[int | tuple[int, int]], lengths: list[int], cache_len: int, dtype: torch.dtype, device
 ) -> torch.Tensor:
-    """Additive 4-D mask (1, 1, S, cache_len + S): suffix i sees cache[:shared[i]] and itself, causally."""
+    """Additive 4-D mask (1, 1, S, cache_len + S): suffix i sees its cache range and itself, causally.
+
+    `shared[i]` is the cache range suffix i sees: `(start, end)`, or `end` for `(0, end)` (several videos'
+    caches can stand side by side in one cache, each suffix seeing only its own).
+    """
     total = sum(lengths)
     allowed = torch.zeros(total, cache_len + total, dtype=torch.bool, device=device)
     start = 0
     for s, n in zip(shared, lengths):
-        allowed[start : start + n, :s] = True
+        lo, hi = s if isinstance(s, tuple) else (0, s)
+        allowed[start : start + n, lo:hi] = True
         allowed[start : start + n, cache_len + start : cache_len + start + n] = torch.ones(
             n, n, dtype=torch.bool, device=device
         ).tril()
@@ -393,31 +398,89 @@ class VideoCache:
         """Answer every request (see `Request`); packed `batch_size` at a time on top of the cache."""
         if not requests:
             return []
+        items = self.items(requests)
+        answers: list[Answer] = []
+        for i in range(0, len(requests), self.batch_size):
+            chunk = slice(i, i + self.batch_size)
+            got, tokens = score_on_cache(
+                self.backend, self._kv, requests[chunk], items[chunk], self.text_tokens, self.bank
+            )
+            answers += got
+            self.lm_tokens += tokens
+        return answers
+
+    def items(self, requests: list[Request]) -> list[tuple[Piece, int, int]]:
+        """Per request: the part of its prefix the whole video does not share (a re-encoded last group, the
+        video's closing tokens), how much of the cache it sees, and the position its text starts at."""
         layouts = {k: self.layout(k) for k in sorted({r.prefix for r in requests})}
         self._encode_missing(list(layouts.values()))
         full = self.layout(self.video.num_frames)
         shared = {k: shared_length(lay, full) for k, lay in layouts.items()}
-        for r in requests:
-            self._check_text(r.text, layouts[r.prefix])
-            self.backend.check_context(len(layouts[r.prefix]) + len(self.text_tokens(r.text).ids))
-        answers: list[Answer] = []
-        for i in range(0, len(requests), self.batch_size):
-            chunk = requests[i : i + self.batch_size]
-            answers += self._score_packed(chunk, layouts, shared)
-        return answers
-
-    def _score_packed(
-        self, requests: list[Request], layouts: dict[int, Layout], shared: dict[int, int]
-    ) -> list[Answer]:
         items = []
         for r in requests:
-            lay, s = layouts[r.prefix], shared[r.prefix]
-            # the part of the prefix the whole video does not share (a re-encoded last group, the video's
-            # closing tokens), then the request's text, which continues the layout's positions
-            items.append((Piece.of_layout(lay, s, len(lay), self.bank), s, lay.next_position))
-        answers, tokens = score_on_cache(self.backend, self._kv, requests, items, self.text_tokens, self.bank)
-        self.lm_tokens += tokens
-        return answers
+            lay = layouts[r.prefix]
+            self._check_text(r.text, lay)
+            self.backend.check_context(len(lay) + len(self.text_tokens(r.text).ids))
+            items.append(
+                (
+                    Piece.of_layout(lay, shared[r.prefix], len(lay), self.bank),
+                    shared[r.prefix],
+                    lay.next_position,
+                )
+            )
+        return items
+
+
+@torch.inference_mode()
+def score_on_caches(jobs: list[tuple[VideoCache, list[Request]]], batch_size: int = 8) -> list[list[Answer]]:
+    """Requests to several videos' caches in shared packed forwards; one answer list per job.
+
+    The caches stand side by side in one KV cache (keys keep the rotary positions of their own sequence)
+    and their vision features in one bank; the mask lets each request see only its own video's part.
+    Equal to asking each cache alone (tests hold it to 1e-4).
+    """
+    caches = [c for c, _ in jobs]
+    backend = caches[0].backend
+    if any(c.backend is not backend for c in caches):
+        raise ValueError("score_on_caches needs caches of one backend (one model)")
+    kv_offset, row_offset = 0, 0
+    kv_parts: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    flat_requests: list[Request] = []
+    flat_items: list[tuple[Piece, tuple[int, int], int]] = []
+    tokens: dict[str, TextTokens] = {}
+    for cache, requests in jobs:
+        for (piece, sees, text_position), r in zip(cache.items(requests), requests):
+            moved = Piece(piece.ids, piece.positions, piece.rows + row_offset)
+            flat_items.append((moved, (kv_offset, kv_offset + sees), text_position))
+            flat_requests.append(r)
+            tokens[r.text] = cache.text_tokens(r.text)
+        row_offset += cache.bank.embeds.shape[0]
+        kv_parts.append(cache._kv)
+        kv_offset += cache._kv_len
+    banks = [c.bank for c in caches]  # every cache holds at least one frame's features
+    bank = FeatureBank(
+        torch.cat([b.embeds for b in banks]),
+        [torch.cat(layer) for layer in zip(*(b.deepstack for b in banks))],
+    )
+    kv = [
+        (
+            torch.cat([part[layer][0] for part in kv_parts], dim=2),
+            torch.cat([part[layer][1] for part in kv_parts], dim=2),
+        )
+        for layer in range(len(kv_parts[0]))
+    ]
+    answers: list[Answer] = []
+    for i in range(0, len(flat_requests), batch_size):
+        chunk = slice(i, i + batch_size)
+        got, _ = score_on_cache(
+            backend, kv, flat_requests[chunk], flat_items[chunk], tokens.__getitem__, bank
+        )
+        answers += got
+    out, start = [], 0
+    for _, requests in jobs:
+        out.append(answers[start : start + len(requests)])
+        start += len(requests)
+    return out
 
 
 @torch.inference_mode()
@@ -425,15 +488,15 @@ def score_on_cache(
     backend: HFBackend,
     kv: list[tuple[torch.Tensor, torch.Tensor]],
     requests: list[Request],
-    items: list[tuple[Piece, int, int]],
+    items: list[tuple[Piece, int | tuple[int, int], int]],
     text_tokens,
     bank: FeatureBank | None = None,
 ) -> tuple[list[Answer], int]:
     """Answer requests in one packed forward on top of a KV cache; returns (answers, tokens run).
 
     Each request i comes with `items[i]` = (a piece of its own to run before its text — may be empty —,
-    how many cached tokens it sees, the position its text starts at). `text_tokens(text)` tokenises a
-    request's text (a `TextTokens`).
+    the cached tokens it sees: a count from the start or a (start, end) range, the position its text
+    starts at). `text_tokens(text)` tokenises a request's text (a `TextTokens`).
     """
     from transformers import DynamicCache
 
@@ -457,7 +520,7 @@ def score_on_cache(
         offset += length
     lengths = [len(p.ids) for p in pieces]
     embeds, pos, kwargs = _embed(backend, pieces, bank or FeatureBank())
-    cache_len = max(visible)
+    cache_len = max(v[1] if isinstance(v, tuple) else v for v in visible)
     mask = suffix_mask(visible, lengths, cache_len, embeds.dtype, backend.device)
     cache = DynamicCache(ddp_cache_data=[(k[:, :, :cache_len], v[:, :, :cache_len]) for k, v in kv])
     hidden = backend.model.model.language_model(

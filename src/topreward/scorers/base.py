@@ -305,17 +305,24 @@ def clean_instruction(instruction: str) -> str:
 class CacheScorer(Scorer):
     """A method whose work is requests on one video cache (`topreward.backends.prefix_sharing`).
 
-    It implements `text_before_video()` and `compute_on_cache(cache, instructions, points)`; the cache
-    then serves every instruction of a video at once (`compute_many`) and can grow frame by frame
-    (`topreward.stream.StreamSession`).
+    It implements `text_before_video()`, `requests_for(instructions, points)` (the requests, grouped by
+    instruction) and `outputs_from(answers, instructions, points)`; the cache then serves every
+    instruction of a video at once (`compute_many`), can grow frame by frame, and several videos' caches
+    can be asked in one packed forward (`topreward.stream`).
     """
 
     def text_before_video(self) -> str:
         """The text the video follows; it must not depend on the instruction."""
         raise NotImplementedError
 
-    def compute_on_cache(self, cache, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+    def requests_for(self, instructions: list[str], points: list[int]) -> list:
         raise NotImplementedError
+
+    def outputs_from(self, answers: list, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+        raise NotImplementedError
+
+    def compute_on_cache(self, cache, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+        return self.outputs_from(cache.score(self.requests_for(instructions, points)), instructions, points)
 
     def compute_many(
         self, video: ModelVideo, instructions: list[str], points: list[int]

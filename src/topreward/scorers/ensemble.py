@@ -119,17 +119,18 @@ class EnsembleScorer(CacheScorer):
             )
         return befores.pop()
 
-    def compute_on_cache(self, cache, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+    def requests_for(self, instructions: list[str], points: list[int]) -> list[Request]:
         cfg = self.config
         afters = [
             self.backend.prompt_text(cfg.prompt_style, p.format(instruction=clean_instruction(t))).after
             for t in instructions
             for p in cfg.prompts
         ]
-        requests = [Request(k, after, (self.answer_id,)) for after in afters for k in points]
-        lp = np.array([a.next[0] for a in cache.score(requests)]).reshape(
-            len(instructions), len(cfg.prompts), -1
-        )
+        return [Request(k, after, (self.answer_id,)) for after in afters for k in points]
+
+    def outputs_from(self, answers, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+        cfg = self.config
+        lp = np.array([a.next[0] for a in answers]).reshape(len(instructions), len(cfg.prompts), -1)
         outputs = []
         for per_prompt in lp:
             mean = per_prompt.mean(axis=0)

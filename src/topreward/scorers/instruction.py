@@ -56,7 +56,7 @@ class InstructionScorer(CacheScorer):
     def text_before_video(self) -> str:
         return self.backend.prompt_text(self.config.prompt_style, CONTEXT).before
 
-    def compute_on_cache(self, cache, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+    def requests_for(self, instructions: list[str], points: list[int]) -> list[Request]:
         requests = []
         for t in instructions:
             task = clean_instruction(t)
@@ -64,7 +64,9 @@ class InstructionScorer(CacheScorer):
             after = self.backend.prompt_text(self.config.prompt_style, text).after
             start = after.index(text) + len(CONTEXT)  # the space before the instruction
             requests += [Request(k, after, span=(start, start + 1 + len(task))) for k in points]
-        answers = cache.score(requests)
+        return requests
+
+    def outputs_from(self, answers, instructions: list[str], points: list[int]) -> list[MethodOutput]:
         outputs = []
         for i in range(len(instructions)):
             per_token = np.stack([a.span for a in answers[i * len(points) : (i + 1) * len(points)]])

@@ -82,12 +82,14 @@ class TOPRewardScorer(CacheScorer):
     def text_before_video(self) -> str:
         return self.backend.prompt_text(self.config.prompt_style, format_prompt("x")).before
 
-    def compute_on_cache(self, cache, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+    def requests_for(self, instructions: list[str], points: list[int]) -> list[Request]:
         style = self.config.prompt_style
         prompts = [self.backend.prompt_text(style, format_prompt(t)) for t in instructions]
-        answers = cache.score([Request(k, p.after, self.token_ids) for p in prompts for k in points])
+        return [Request(k, p.after, self.token_ids) for p in prompts for k in points]
+
+    def outputs_from(self, answers, instructions: list[str], points: list[int]) -> list[MethodOutput]:
         outputs = []
-        for i in range(len(prompts)):
+        for i in range(len(instructions)):
             lp = np.stack([a.next for a in answers[i * len(points) : (i + 1) * len(points)]])
             true, false = lp[:, 0], lp[:, 1]
             values = true - false if self.config.signal == "contrast" else true
