@@ -13,6 +13,7 @@ from topreward.sim.metaworld_gen import (
     generate,
     generate_fixture,
     list_tasks,
+    make_env,
     rendering_problem,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "generate",
     "generate_fixture",
     "list_tasks",
+    "make_env",
     "rendering_problem",
 ]

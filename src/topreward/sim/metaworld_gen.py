@@ -630,3 +630,42 @@ def generate_fixture(out_dir: str | Path | None = None, progress: bool = False) 
         trim_after_success=FIXTURE_TRIM_AFTER_SUCCESS,
         progress=progress,
     )
+
+
+def make_env(task: str = "reach-v3", seed: int = 0, *, size: int = 224, max_steps: int = 150):
+    """A gymnasium env of a Meta-World v3 task whose `render()` returns what `topreward sim` records.
+
+    The goal-observable env of `task` built with `seed` (which fixes object and goal positions), its
+    `render()` the `corner` camera at `size`x`size`, rotated upright, shadows off (uint8 RGB), and a
+    time limit of `max_steps` steps. For online-RL tests and examples (`topreward.rl`).
+    """
+    import gymnasium
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if size < 16 or max_steps < 1:
+        raise ValueError(f"size must be >= 16 and max_steps >= 1, got size={size}, max_steps={max_steps}")
+    sim = _import_sim()
+
+    class _Rendered(gymnasium.Wrapper):
+        metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+        def __init__(self, env) -> None:
+            super().__init__(env)
+            self._renderer = _make_renderer(sim, env.unwrapped.model, size)
+
+        @property
+        def render_mode(self) -> str:
+            return "rgb_array"
+
+        def render(self):
+            self._renderer.update_scene(self.env.unwrapped.data, camera=CAMERA)
+            return self._renderer.render()[::-1, ::-1].copy()  # the corner camera is upside down
+
+        def close(self) -> None:
+            self._renderer.close()
+            super().close()
+
+    env = sim.envs[f"{task}-goal-observable"](seed=seed)
+    env.max_path_length = max(env.max_path_length, max_steps)
+    return gymnasium.wrappers.TimeLimit(_Rendered(env), max_episode_steps=max_steps)

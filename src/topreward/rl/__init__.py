@@ -1,0 +1,7 @@
+"""Online rewards for RL: a gymnasium wrapper on streaming sessions (`topreward.stream`). Extra `[rl]`."""
+
+from __future__ import annotations
+
+from topreward.rl.gym import REWARDS, TopRewardWrapper
+
+__all__ = ["REWARDS", "TopRewardWrapper"]
