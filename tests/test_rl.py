@@ -173,3 +173,42 @@ def test_ppo_example_runs_two_iterations(tmp_path, capsys):
     assert main([*args, "--interval", "4", "--size", "64", "--save", str(tmp_path / "ppo.zip")]) == 0
     assert (tmp_path / "ppo.zip").exists()
     assert "total_timesteps" in capsys.readouterr().out  # SB3's log of the two iterations
+
+
+def test_vector_wrapper_scores_sub_envs_together_and_restarts(qwen3_backend):
+    need_sim()
+    from gymnasium.vector import SyncVectorEnv
+
+    from topreward.rl import TopRewardVectorWrapper
+    from topreward.sim import make_env
+
+    scorer = topreward.load_scorer("topreward", backend=qwen3_backend)
+    venv = SyncVectorEnv([lambda s=s: make_env("reach-v3", s, size=64, max_steps=4) for s in (0, 1)])
+    env = TopRewardVectorWrapper(venv, scorer, ["reach the goal", "reach the target"], interval=2)
+    env.reset(seed=0)
+    calls: list[int] = []
+    lm = qwen3_backend.model.model.language_model
+    handle = lm.register_forward_pre_hook(lambda m, a, kw: calls.append(1), with_kwargs=True)
+    try:
+        queried, values, rewards = [], [], []
+        for _ in range(6):  # episodes of 4 steps: step 5 resets both sub-envs (next-step autoreset)
+            _, r, _, _, info = env.step(np.zeros((2, 4), np.float32))
+            queried.append(info["topreward_queried"].tolist())
+            values.append(info["topreward_value"])
+            rewards.append(r)
+    finally:
+        handle.remove()
+    assert [q[0] for q in queried] == [False, True, False, True, False, False]
+    assert rewards[4].tolist() == [0.0, 0.0]  # the reset step pays nothing and starts new sessions
+    assert [p.session.video.num_frames for p in env.parts] == [2, 2]
+    # the last query of each sub-env was its new episode's first frame (the baseline, at the reset step)
+    for i, part in enumerate(env.parts):
+        held = part.session.video
+        video = ModelVideo(held.frames, held.source_indices, held.source_fps)
+        offline = scorer.compute(video, part.instruction, [1])
+        np.testing.assert_allclose(values[-1][i], offline.values[0], atol=1e-4)
+    assert values[-1][0] != values[-1][1]
+    # the query steps (2, 4 and the reset step 5) scored both sub-envs in one packed forward each; every
+    # other language-model call grew a session's cache (each sub-env, each step: 2 x 6)
+    assert len(calls) == 3 + 2 * 6
+    env.close()

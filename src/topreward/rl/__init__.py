@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from topreward.rl.gym import REWARDS, TopRewardWrapper
+from topreward.rl.gym import REWARDS, TopRewardVectorWrapper, TopRewardWrapper
 
-__all__ = ["REWARDS", "TopRewardWrapper"]
+__all__ = ["REWARDS", "TopRewardVectorWrapper", "TopRewardWrapper"]

@@ -143,7 +143,10 @@ class TopRewardWrapper(_wrapper_base()):
         return obs, (1.0 - self.mix) * vlm + self.mix * float(env_reward), terminated, truncated, info
 
     def _query(self) -> float:
-        score = self.session.score()
+        return self._apply(self.session.score())
+
+    def _apply(self, score) -> float:
+        """This score's VLM reward under the `reward` rule; it becomes the last query."""
         previous = self._last
         current = {
             "value": score.value,
@@ -165,3 +168,154 @@ class TopRewardWrapper(_wrapper_base()):
         if self.session is not None:
             self.session.close()
         super().close()
+
+
+def _vector_wrapper_base():
+    return _gymnasium().vector.VectorWrapper
+
+
+class TopRewardVectorWrapper(_vector_wrapper_base()):
+    """`TopRewardWrapper` for a gymnasium vector env: one session per sub-env, queried together.
+
+    Sub-envs due for a query at a step are scored in shared packed forwards (`topreward.stream.score_many`).
+    Needs the vector env's default next-step autoreset: the step after a sub-env's episode ends resets it,
+    so that step starts a new session for it (and pays a VLM reward of 0). Options as `TopRewardWrapper`;
+    `instructions` is one task text for every sub-env or one per sub-env.
+    """
+
+    def __init__(
+        self,
+        env,
+        scorer,
+        instructions: str | list[str],
+        *,
+        interval: int = 10,
+        reward: Literal["value_delta", "value", "progress", "progress_delta"] = "value_delta",
+        between: Literal["hold", "zero", "env"] = "hold",
+        mix: float = 0.0,
+        frame_key: str | None = None,
+        every: int = 1,
+        max_frames: int = 256,
+        source_fps: float | None = None,
+    ) -> None:
+        super().__init__(env)
+        gymnasium = _gymnasium()
+        mode = env.metadata.get("autoreset_mode", gymnasium.vector.AutoresetMode.NEXT_STEP)
+        if mode != gymnasium.vector.AutoresetMode.NEXT_STEP:
+            raise ValueError(
+                f"the vector env's autoreset_mode is {mode}; the wrapper needs NEXT_STEP (the default)"
+            )
+        n = env.num_envs
+        texts = [instructions] * n if isinstance(instructions, str) else list(instructions)
+        if len(texts) != n:
+            raise ValueError(f"{len(texts)} instructions for {n} sub-envs; give one, or one per sub-env")
+        # one single-env wrapper per sub-env holds the options, their checks and the reward rules
+        self.parts = [
+            TopRewardWrapper(
+                _FrameSource(env, frame_key),
+                scorer,
+                text,
+                interval=interval,
+                reward=reward,
+                between=between,
+                mix=mix,
+                frame_key=frame_key,
+                every=every,
+                max_frames=max_frames,
+                source_fps=source_fps or float(env.metadata.get("render_fps") or 30.0),
+            )
+            for text in texts
+        ]
+        self._restart = np.zeros(n, dtype=bool)
+
+    def _frames(self, obs) -> list[np.ndarray]:
+        key = self.parts[0].frame_key
+        if key is None:
+            return list(self.env.render())
+        return [np.asarray(x) for x in obs[key]]
+
+    def _start(self, i: int, frame: np.ndarray) -> None:
+        part = self.parts[i]
+        if part.session is not None:
+            part.session.close()
+        part.session = part.scorer.stream(
+            part.instruction, source_fps=part.source_fps, every=part.every, max_frames=part.max_frames
+        )
+        part.session.push(frame)
+        part._steps, part._last, part._last_reward = 0, {}, 0.0
+
+    def reset(self, **kwargs):
+        from topreward.stream import score_many
+
+        obs, info = self.env.reset(**kwargs)
+        for i, frame in enumerate(self._frames(obs)):
+            self._start(i, frame)
+        self._record(list(range(self.num_envs)), score_many([p.session for p in self.parts]))
+        self._restart[:] = False
+        return obs, info
+
+    def step(self, actions):
+        from topreward.stream import score_many
+
+        obs, env_rewards, terminated, truncated, info = self.env.step(actions)
+        frames = self._frames(obs)
+        vlm = np.zeros(self.num_envs)
+        due, fresh = [], []
+        for i, part in enumerate(self.parts):
+            if self._restart[i]:  # this step reset sub-env i: a new episode, a new session
+                self._start(i, frames[i])
+                fresh.append(i)
+                continue
+            part.session.push(frames[i])
+            part._steps += 1
+            if part._steps % part.interval == 0 or terminated[i] or truncated[i]:
+                due.append(i)
+            elif part.between == "hold":
+                vlm[i] = part._last_reward
+            elif part.between == "env":
+                vlm[i] = float(env_rewards[i])
+        queried = due + fresh
+        scores = score_many([self.parts[i].session for i in queried])
+        rewards = self._record(queried, scores)
+        for i in due:
+            vlm[i] = rewards[i]
+        self._restart = np.asarray(terminated) | np.asarray(truncated)
+        info = dict(info)
+        info["env_reward"] = np.asarray(env_rewards, dtype=np.float64)
+        info["topreward_queried"] = np.isin(np.arange(self.num_envs), due)
+        info["topreward_value"] = np.array([p._last.get("value", np.nan) for p in self.parts])
+        mix = self.parts[0].mix
+        return (
+            obs,
+            (1.0 - mix) * vlm + mix * np.asarray(env_rewards, dtype=np.float64),
+            terminated,
+            truncated,
+            info,
+        )
+
+    def _record(self, indices: list[int], scores) -> dict[int, float]:
+        """Apply each sub-env's reward rule to its new score (as `TopRewardWrapper._query` does)."""
+        return {i: self.parts[i]._apply(score) for i, score in zip(indices, scores)}
+
+    def close(self, **kwargs) -> None:
+        for part in self.parts:
+            if part.session is not None:
+                part.session.close()
+        super().close(**kwargs)
+
+
+class _FrameSource(_gymnasium().Env):
+    """What a sub-env's `TopRewardWrapper` needs to know of its env (render mode, spaces), nothing more:
+    the vector wrapper steps the real env and feeds the frames itself."""
+
+    def __init__(self, vector_env, frame_key: str | None) -> None:
+        self._render_mode = (
+            "rgb_array" if frame_key is None and vector_env.render_mode == "rgb_array" else None
+        )
+        self.metadata = dict(vector_env.metadata)
+        self.observation_space = vector_env.single_observation_space
+        self.action_space = vector_env.single_action_space
+
+    @property
+    def render_mode(self):
+        return self._render_mode
