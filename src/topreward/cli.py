@@ -336,6 +336,38 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import threading
+
+    from topreward.scorers.registry import load_scorer
+    from topreward.serve import ServeLimits, serve
+
+    token = args.token or os.environ.get("TOPREWARD_TOKEN")
+    limits = ServeLimits(
+        max_request_bytes=args.max_request_mb * 2**20,
+        max_side=args.max_side,
+        max_session_frames=args.max_session_frames,
+        max_sessions=args.max_sessions,
+        idle_s=args.idle_s,
+        token=token,
+    )
+    scorer = load_scorer(args.method, **method_options(args))
+    server, service = serve(scorer, args.host, args.port, limits)
+    host, port = server.server_address[:2]
+    print(
+        f"topreward serve: {args.method} on http://{host}:{port} (auth: {'bearer token' if token else 'none'})"
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        server.shutdown()
+        service.close()
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from topreward.scorers.registry import list_scorers, scorer_class
 
@@ -472,6 +504,24 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p.add_argument("--list-tasks", action="store_true", help="print the supported tasks and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sim)
+
+    p = sub.add_parser("serve", help="reward server for RL workers: streaming sessions and one-shot scoring")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 = any free port)")
+    p.add_argument(
+        "--token", default=None, help="require 'Authorization: Bearer TOKEN' (or set TOPREWARD_TOKEN)"
+    )
+    p.add_argument("--max-request-mb", type=int, default=64, help="largest request body in MiB (default: 64)")
+    p.add_argument("--max-side", type=int, default=2048, help="largest frame side in pixels (default: 2048)")
+    p.add_argument(
+        "--max-session-frames", type=int, default=4096, help="frames one session takes (default: 4096)"
+    )
+    p.add_argument("--max-sessions", type=int, default=64, help="open sessions at once (default: 64)")
+    p.add_argument("--idle-s", type=float, default=600.0, help="close sessions idle this long (default: 600)")
+    add_method_flags(p, method)
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("list", help="list scoring methods")
     p.set_defaults(func=_cmd_list)

@@ -1,0 +1,166 @@
+"""The reward server on loopback: concurrent clients, batched queries, one-shot scoring, bad requests."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+
+import topreward
+from topreward.client import RewardClient, ServerError
+from topreward.serve import ServeLimits, serve
+
+from .conftest import colour_frames
+
+TOKEN = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dirs):
+    from .conftest import load_backend
+
+    scorer = topreward.load_scorer("topreward", backend=load_backend(tiny_model_dirs, "qwen3_vl"))
+    limits = ServeLimits(
+        max_request_bytes=2**20, max_side=256, max_session_frames=12, max_sessions=12, token=TOKEN
+    )
+    srv, service = serve(scorer, "127.0.0.1", 0, limits)
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    yield url, service, scorer
+    srv.shutdown()
+    service.close()
+
+
+def test_eight_concurrent_clients_get_local_scores(server):
+    url, service, scorer = server
+    texts = [f"task number {i}" for i in range(8)]
+    clips = [colour_frames(5 + i % 3, 64, 96) for i in range(8)]
+    served: dict[int, list[float]] = {}
+    errors: list[BaseException] = []
+
+    def client(i: int) -> None:
+        try:
+            session = RewardClient(url, token=TOKEN).start(texts[i], fps=10)
+            session.push(clips[i][:2])
+            first = session.score()["value"]
+            session.push(clips[i][2:])
+            served[i] = [first, session.score()["value"]]
+            session.close()
+        except BaseException as e:  # reported below, with the client's index
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(served) == 8
+    for i in range(8):  # the same numbers as a local session
+        local = scorer.stream(texts[i], source_fps=10)
+        local.push(clips[i][:2])
+        first = local.score().value
+        local.push(clips[i][2:])
+        np.testing.assert_allclose(served[i], [first, local.score().value], atol=1e-4)
+    assert RewardClient(url, token=TOKEN).health()["sessions"] == 0
+
+
+def test_queries_queued_together_share_one_forward(server):
+    url, service, scorer = server
+    sessions = [scorer.stream(f"task {i}", source_fps=10) for i in range(3)]
+    for s in sessions:
+        s.push(colour_frames(3, 64, 96))
+    before = len(service.batches)
+    futures = [Future() for _ in range(4)]
+    # a push keeps the worker busy while the three queries arrive: they are taken together
+    service.jobs.put(("push", (sessions[0], colour_frames(8, 64, 96)), futures[0]))
+    for s, f in zip(sessions, futures[1:]):
+        service.jobs.put(("score", (s,), f))
+    results = [f.result(timeout=60) for f in futures[1:]]
+    assert service.batches[before:] == [3]
+    for s, r in zip(sessions, results):
+        assert r.num_frames == s.video.num_frames
+
+
+def test_one_shot_video_score_equals_local(server):
+    url, _, scorer = server
+    frames = colour_frames(12, 64, 96)
+    served = RewardClient(url, token=TOKEN).score_video(frames, "open the drawer", fps=4)
+    local = scorer.score(frames, "open the drawer", fps=4)
+    np.testing.assert_allclose(served["log_p_true"], local.log_p_true, atol=1e-4)
+    assert served["method"] == "topreward" and len(served["frame_progress"]) == 12
+
+
+def raw(url: str, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, dict]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request(method, path, body=body, headers={"Authorization": f"Bearer {TOKEN}", **(headers or {})})
+    resp = conn.getresponse()
+    status, data = resp.status, json.loads(resp.read() or b"{}")
+    conn.close()
+    return status, data
+
+
+def test_bad_requests_get_clear_4xx_and_the_server_goes_on(server):
+    url, service, _ = server
+    client = RewardClient(url, token=TOKEN)
+    with pytest.raises(ServerError, match="401.*bearer token"):
+        RewardClient(url).health()
+    with pytest.raises(ServerError, match="401"):
+        RewardClient(url, token="wrong").start("x", fps=10)
+    session = client.start("open the drawer", fps=10)
+    frames = colour_frames(2, 64, 96)
+    path = f"/sessions/{session.id}/frames"
+    assert raw(url, "POST", path, frames.tobytes())[0] == 400  # no X-Shape
+    status, data = raw(url, "POST", path, frames.tobytes(), {"X-Shape": "2,64,96"})
+    assert status == 400 and "n,h,w,3" in data["error"]
+    status, data = raw(url, "POST", path, frames.tobytes()[:-1], {"X-Shape": "2,64,96,3"})
+    assert status == 400 and "bytes" in data["error"]
+    assert raw(url, "POST", path, b"\0" * 3 * 300 * 300, {"X-Shape": "1,300,300,3"})[0] == 413  # side limit
+    status, data = raw(url, "POST", path, b"\0" * (2**20 + 1), {"X-Shape": "1,1,1,3"})
+    assert status == 413 and "limit" in data["error"]
+    status, data = raw(url, "POST", "/sessions", b"{not json", {"Content-Type": "application/json"})
+    assert status == 400 and "JSON" in data["error"]
+    assert raw(url, "POST", "/sessions", json.dumps({"instruction": "", "fps": 10}).encode())[0] == 400
+    assert raw(url, "POST", "/sessions", json.dumps({"instruction": "x", "fps": "fast"}).encode())[0] == 400
+    assert raw(url, "POST", "/sessions", json.dumps({"instruction": "x", "fps": -1}).encode())[0] == 400
+    assert raw(url, "POST", "/sessions/nope/score")[0] == 404
+    assert raw(url, "GET", "/nowhere")[0] == 404
+    with pytest.raises(ServerError, match="push at least one frame"):
+        session.score()
+    session.push(colour_frames(12, 64, 96))
+    with pytest.raises(ServerError, match="413.*at most 12 frames"):
+        session.push(frames)
+    session.close()
+    with pytest.raises(ServerError, match="404"):
+        session.score()
+    opened = [client.start("x", fps=10) for _ in range(12)]
+    with pytest.raises(ServerError, match="429"):
+        client.start("x", fps=10)
+    for s in opened:
+        s.close()
+    assert client.health()["status"] == "ok"  # still serving
+
+
+def test_idle_sessions_expire(tiny_model_dirs):
+    from .conftest import load_backend
+
+    scorer = topreward.load_scorer("topreward", backend=load_backend(tiny_model_dirs, "qwen3_vl"))
+    srv, service = serve(scorer, "127.0.0.1", 0, ServeLimits(idle_s=0.2))
+    try:
+        client = RewardClient(f"http://127.0.0.1:{srv.server_address[1]}")
+        session = client.start("open the drawer", fps=10)
+        time.sleep(0.4)
+        with pytest.raises(ServerError, match="404.*expired"):
+            session.push(colour_frames(1, 64, 96))
+    finally:
+        srv.shutdown()
+        service.close()
+
+
+def test_unreachable_server_is_a_clear_error():
+    with pytest.raises(ConnectionError, match="cannot reach the reward server"):
+        RewardClient("http://127.0.0.1:9", timeout=2).health()
