@@ -10,7 +10,11 @@ Prints
                       request) / one streaming step at 64;
   max_abs_diff        largest |value| difference between the streamed values and offline scoring of the
                       same frames at every queried prefix.
-Target (online-RL issue): the 64-frame step costs <= 1.5x the 8-frame one. The last line is machine-readable.
+Target (online-RL issue): the 64-frame step costs <= 1.5x the 8-frame one.
+Then the reward server (`topreward serve`, on loopback): steps per second (push two frames + score) with 1
+client and with 8 concurrent clients, and the share of queries that shared a forward with another:
+  server_steps_per_s_1=  server_steps_per_s_8=  batched_share_8=
+The last two lines are machine-readable.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ def main() -> None:
     ap.add_argument("--short", type=int, default=8, help="episode length of the first measurement")
     ap.add_argument("--long", type=int, default=64, help="episode length of the second measurement")
     ap.add_argument("--steps", type=int, default=3, help="timed steps at each length (median kept)")
+    ap.add_argument("--server-steps", type=int, default=6, help="steps per client in the server measurement")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent clients in the server measurement")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,6 +91,48 @@ def main() -> None:
         f"re-scoring {n} frames: {full:.3f} s   ({len(queried)} streamed values checked)"
     )
     print(f"step_ratio_64_vs_8={long / short:.2f} rescore_ratio={full / long:.2f} max_abs_diff={diff:.2e}")
+    one, _ = server_throughput(scorer, frames, 1, args.server_steps)
+    many, share = server_throughput(scorer, frames, args.clients, args.server_steps)
+    print(
+        f"server_steps_per_s_1={one:.2f} server_steps_per_s_{args.clients}={many:.2f} "
+        f"batched_share_{args.clients}={share:.2f}"
+    )
+
+
+def server_throughput(scorer, frames: np.ndarray, clients: int, steps: int) -> tuple[float, float]:
+    """(steps per second over all clients, share of queries batched with another) on a loopback server."""
+    import threading
+
+    from topreward.client import RewardClient
+    from topreward.serve import serve
+
+    server, service = serve(scorer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        sessions = [RewardClient(url).start(f"{INSTRUCTION} {i}", fps=2.0) for i in range(clients)]
+        for s in sessions:
+            s.push(frames[:8])
+        start_batches = len(service.batches)
+        barrier = threading.Barrier(clients)
+
+        def run(session) -> None:
+            barrier.wait()
+            for k in range(steps):
+                session.push(frames[8 + 2 * k : 10 + 2 * k])
+                session.score()
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in sessions]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - t
+        sizes = service.batches[start_batches:]
+        return clients * steps / elapsed, sum(n for n in sizes if n > 1) / max(sum(sizes), 1)
+    finally:
+        server.shutdown()
+        service.close()
 
 
 if __name__ == "__main__":

@@ -53,12 +53,23 @@ def test_eight_concurrent_clients_get_local_scores(server):
         except BaseException as e:  # reported below, with the client's index
             errors.append(e)
 
+    bad_answers: list[int] = []
+
+    def bad_client(kind: int) -> None:  # hostile requests in the middle of the good clients' work
+        for _ in range(3):
+            if kind == 0:
+                bad_answers.append(raw(url, "POST", "/sessions", b"\0" * (2**20 + 5))[0])
+            else:
+                bad_answers.append(raw(url, "POST", "/sessions/x/frames", b"abc", {"X-Shape": "1,1,1,3"})[0])
+
     threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    threads += [threading.Thread(target=bad_client, args=(k,)) for k in (0, 1)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
     assert not errors and len(served) == 8
+    assert sorted(bad_answers) == [404, 404, 404, 413, 413, 413]  # unknown session, oversized
     for i in range(8):  # the same numbers as a local session
         local = scorer.stream(texts[i], source_fps=10)
         local.push(clips[i][:2])
@@ -131,7 +142,10 @@ def test_bad_requests_get_clear_4xx_and_the_server_goes_on(server):
     assert raw(url, "GET", "/nowhere")[0] == 404
     with pytest.raises(ServerError, match="push at least one frame"):
         session.score()
-    session.push(colour_frames(12, 64, 96))
+    session.push(frames[:1])
+    with pytest.raises(ServerError, match="400.*one camera at one resolution"):
+        session.push(colour_frames(1, 32, 32))
+    session.push(colour_frames(11, 64, 96))
     with pytest.raises(ServerError, match="413.*at most 12 frames"):
         session.push(frames)
     session.close()
@@ -164,3 +178,49 @@ def test_idle_sessions_expire(tiny_model_dirs):
 def test_unreachable_server_is_a_clear_error():
     with pytest.raises(ConnectionError, match="cannot reach the reward server"):
         RewardClient("http://127.0.0.1:9", timeout=2).health()
+
+
+def test_client_leaving_mid_request_disturbs_nobody(server):
+    import socket
+
+    url, _, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = f"POST /score?instruction=x&fps=4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        sock.sendall((head + "X-Shape: 1,64,96,3\r\nContent-Length: 18432\r\n\r\n").encode() + b"\0" * 100)
+    assert RewardClient(url, token=TOKEN).health()["status"] == "ok"
+
+
+def test_serve_command_runs_until_interrupted(tiny_model_dirs):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "topreward.cli",
+        "serve",
+        "--model",
+        str(tiny_model_dirs["qwen3_vl"]),
+        "--port",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TOPREWARD_TOKEN": TOKEN},
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "topreward serve: topreward on http://127.0.0.1:" in line and "bearer token" in line
+        url = line.split(" on ")[1].split(" ")[0]
+        assert RewardClient(url, token=TOKEN).health()["method"] == "topreward"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -352,19 +352,42 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         idle_s=args.idle_s,
         token=token,
     )
-    scorer = load_scorer(args.method, **method_options(args))
-    server, service = serve(scorer, args.host, args.port, limits)
-    host, port = server.server_address[:2]
-    print(
-        f"topreward serve: {args.method} on http://{host}:{port} (auth: {'bearer token' if token else 'none'})"
-    )
+    auth = "bearer token" if token else "none"
+    if args.engine == "ray":
+        from topreward.serve_ray import deploy
+
+        url = deploy(
+            args.method,
+            method_options(args),
+            replicas=args.replicas,
+            gpus_per_replica=args.gpus_per_replica,
+            host=args.host,
+            port=args.port,
+            limits=limits,
+        )
+        print(
+            f"topreward serve: {args.method} on {url}, {args.replicas} Ray Serve replica(s) (auth: {auth})",
+            flush=True,
+        )
+        stop = None  # Ray Serve stops with this driver
+    else:
+        server, service = serve(
+            load_scorer(args.method, **method_options(args)), args.host, args.port, limits
+        )
+        host, port = server.server_address[:2]
+        print(f"topreward serve: {args.method} on http://{host}:{port} (auth: {auth})", flush=True)
+
+        def stop() -> None:
+            server.shutdown()
+            service.close()
+
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
         print("stopping")
     finally:
-        server.shutdown()
-        service.close()
+        if stop is not None:
+            stop()
     return 0
 
 
@@ -520,6 +543,11 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     )
     p.add_argument("--max-sessions", type=int, default=64, help="open sessions at once (default: 64)")
     p.add_argument("--idle-s", type=float, default=600.0, help="close sessions idle this long (default: 600)")
+    p.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="local (one model) or ray (Ray Serve)"
+    )
+    p.add_argument("--replicas", type=int, default=1, help="ray: model replicas (default: 1)")
+    p.add_argument("--gpus-per-replica", type=float, default=0.0, help="ray: GPUs per replica (default: 0)")
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_serve)
 

@@ -50,11 +50,14 @@ class ServeLimits:
 
 
 class HTTPError(Exception):
-    """An answer with a status code and a message for the client."""
+    """An answer with a status code and a message for the client (picklable: it crosses Ray actors)."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(status, message)
         self.status, self.message = status, message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass
@@ -203,6 +206,16 @@ class RewardService:
             session.stream.close()
         return {"closed": sid}
 
+    def health(self) -> dict:
+        self._expire()
+        model = self.scorer.backend.describe()
+        return {
+            "status": "ok",
+            "method": self.scorer.name,
+            "model": model["id"],
+            "sessions": len(self.sessions),
+        }
+
     def score_video(self, frames: np.ndarray, instruction: str, fps: float) -> dict:
         try:
             return self._run("video", frames, instruction, fps)
@@ -236,6 +249,58 @@ def decode_frames(body: bytes, shape_header: str | None, limits: ServeLimits) ->
     return np.frombuffer(body, dtype=np.uint8).reshape(shape).copy()
 
 
+def route(service, limits: ServeLimits, method: str, target: str, headers, body: bytes) -> tuple[int, dict]:
+    """One request to (status, JSON payload); `service` is a `RewardService` or anything with its methods
+    (the Ray router). Shared by the standard-library server and the Ray Serve ingress."""
+    try:
+        if limits.token is not None and headers.get("Authorization") != f"Bearer {limits.token}":
+            raise HTTPError(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+        if len(body) > limits.max_request_bytes:
+            raise HTTPError(
+                413, f"the request has {len(body)} bytes; the limit is {limits.max_request_bytes}"
+            )
+        url = urlparse(target)
+        parts = [p for p in url.path.split("/") if p]
+        if method == "GET" and parts == ["health"]:
+            return 200, service.health()
+        if method == "POST" and parts == ["sessions"]:
+            data = _json(body)
+            return 200, {
+                "session": service.start(data.get("instruction"), data.get("fps"), data.get("every", 1))
+            }
+        if len(parts) == 3 and parts[0] == "sessions" and method == "POST" and parts[2] == "frames":
+            return 200, service.push(parts[1], decode_frames(body, headers.get("X-Shape"), limits))
+        if len(parts) == 3 and parts[0] == "sessions" and method == "POST" and parts[2] == "score":
+            return 200, service.score(parts[1])
+        if len(parts) == 2 and parts[0] == "sessions" and method == "DELETE":
+            return 200, service.stop(parts[1])
+        if method == "POST" and parts == ["score"]:
+            query = parse_qs(url.query)
+            instruction = (query.get("instruction") or [""])[0]
+            try:
+                fps = float((query.get("fps") or ["nan"])[0])
+            except ValueError as e:
+                raise HTTPError(400, "fps must be a number") from e
+            frames = decode_frames(body, headers.get("X-Shape"), limits)
+            return 200, service.score_video(frames, instruction, fps)
+        raise HTTPError(404, f"no endpoint {method} {url.path}; see GET /health")
+    except HTTPError as e:
+        return e.status, {"error": e.message}
+    except Exception as e:  # the server boundary: a bug answers 500 and the server goes on
+        logger.exception("request %s %s failed", method, target)
+        return int(HTTPStatus.INTERNAL_SERVER_ERROR), {"error": f"{type(e).__name__}: {e}"}
+
+
+def _json(body: bytes) -> dict:
+    try:
+        data = json.loads(body or b"{}")
+    except json.JSONDecodeError as e:
+        raise HTTPError(400, f"the body is not JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise HTTPError(400, "the body must be a JSON object")
+    return data
+
+
 def make_handler(service: RewardService):
     limits = service.limits
 
@@ -253,77 +318,34 @@ def make_handler(service: RewardService):
             self.end_headers()
             self.wfile.write(data)
 
-        def _body(self) -> bytes:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError as e:
-                raise HTTPError(400, "Content-Length must be a whole number") from e
-            if length > limits.max_request_bytes:
-                self.close_connection = True  # the unread body must not be taken for the next request
-                raise HTTPError(
-                    413, f"the request has {length} bytes; the limit is {limits.max_request_bytes}"
-                )
-            return self.rfile.read(length) if length else b""
-
-        def _json(self, body: bytes) -> dict:
-            try:
-                data = json.loads(body or b"{}")
-            except json.JSONDecodeError as e:
-                raise HTTPError(400, f"the body is not JSON: {e}") from e
-            if not isinstance(data, dict):
-                raise HTTPError(400, "the body must be a JSON object")
-            return data
-
         def _handle(self, method: str) -> None:
             try:
-                if limits.token is not None and self.headers.get("Authorization") != f"Bearer {limits.token}":
-                    self._body()
-                    raise HTTPError(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
-                url = urlparse(self.path)
-                parts = [p for p in url.path.split("/") if p]
-                body = self._body() if method in ("POST", "PUT") else b""
-                if method == "GET" and parts == ["health"]:
-                    model = service.scorer.backend.describe()
-                    payload = {
-                        "status": "ok",
-                        "method": service.scorer.name,
-                        "model": model["id"],
-                        "sessions": len(service.sessions),
-                    }
-                    return self._send(200, payload)
-                if method == "POST" and parts == ["sessions"]:
-                    data = self._json(body)
-                    return self._send(
-                        200,
-                        {
-                            "session": service.start(
-                                data.get("instruction"), data.get("fps"), data.get("every", 1)
-                            )
-                        },
-                    )
-                if len(parts) == 3 and parts[0] == "sessions" and method == "POST" and parts[2] == "frames":
-                    return self._send(
-                        200, service.push(parts[1], decode_frames(body, self.headers.get("X-Shape"), limits))
-                    )
-                if len(parts) == 3 and parts[0] == "sessions" and method == "POST" and parts[2] == "score":
-                    return self._send(200, service.score(parts[1]))
-                if len(parts) == 2 and parts[0] == "sessions" and method == "DELETE":
-                    return self._send(200, service.stop(parts[1]))
-                if method == "POST" and parts == ["score"]:
-                    query = parse_qs(url.query)
-                    instruction = (query.get("instruction") or [""])[0]
-                    try:
-                        fps = float((query.get("fps") or ["nan"])[0])
-                    except ValueError as e:
-                        raise HTTPError(400, "fps must be a number") from e
-                    frames = decode_frames(body, self.headers.get("X-Shape"), limits)
-                    return self._send(200, service.score_video(frames, instruction, fps))
-                raise HTTPError(404, f"no endpoint {method} {url.path}; see GET /health")
-            except HTTPError as e:
-                self._send(e.status, {"error": e.message})
-            except Exception as e:  # the server boundary: a bug answers 500 and the server goes on
-                logger.exception("request %s %s failed", method, self.path)
-                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(e).__name__}: {e}"})
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                return self._send(400, {"error": "Content-Length must be a whole number"})
+            if length > limits.max_request_bytes:
+                # drain a moderately oversized body so the client reads its answer (not a broken pipe); a
+                # huge one is cut off unread; either way the connection closes after the answer
+                left = length if length <= 16 * limits.max_request_bytes else 0
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 2**20))
+                    left = left - len(chunk) if chunk else 0
+                self.close_connection = True
+                return self._send(
+                    413, {"error": f"the request has {length} bytes; the limit is {limits.max_request_bytes}"}
+                )
+            body = self.rfile.read(length) if length else b""
+            if len(body) < length:  # the client went away mid-request: nobody to answer
+                self.close_connection = True
+                return None
+            status, payload = route(service, limits, method, self.path, self.headers, body)
+            try:
+                self._send(status, payload)
+            except ValueError:  # a NaN in the payload: not JSON
+                self._send(500, {"error": "the result holds a value that is not a finite number"})
+            except OSError as e:  # the client closed the connection before reading its answer
+                logger.debug("client %s left before its answer: %s", self.client_address[0], e)
+                self.close_connection = True
 
         def do_GET(self) -> None:
             self._handle("GET")
