@@ -147,15 +147,12 @@ def test_wrapper_bad_options(qwen3_backend, kwargs, match):
         TopRewardWrapper(ImageObsEnv(), scorer, "open the drawer", frame_key="image", source_fps=10, **kwargs)
 
 
-def test_wrapper_needs_frames_and_a_streaming_method(qwen3_backend):
+def test_wrapper_needs_frames(qwen3_backend):
     from topreward.rl import TopRewardWrapper
 
     scorer = topreward.load_scorer("topreward", backend=qwen3_backend)
     with pytest.raises(ValueError, match="render_mode='rgb_array' or pass frame_key"):
         TopRewardWrapper(ImageObsEnv(), scorer, "open the drawer")
-    lrm = topreward.load_scorer("lrm-completion", backend=qwen3_backend)
-    with pytest.raises(ValueError, match="cannot stream"):
-        TopRewardWrapper(ImageObsEnv(), lrm, "open the drawer", frame_key="image", source_fps=10)
     with pytest.raises(ValueError, match="reset"):
         TopRewardWrapper(ImageObsEnv(), scorer, "open the drawer", frame_key="image", source_fps=10).step(
             np.zeros(2)

@@ -83,8 +83,6 @@ def test_stream_bad_input(qwen3_backend):
     session.close()
     with pytest.raises(ValueError, match="closed"):
         session.push(RAW[1])
-    lrm = topreward.load_scorer("lrm-completion", backend=qwen3_backend)
-    assert not hasattr(lrm, "stream")
 
 
 def test_score_many_equals_one_by_one(backend):
@@ -112,3 +110,35 @@ def test_score_many_equals_one_by_one(backend):
         assert a.num_frames == b.num_frames
         np.testing.assert_allclose(a.value, b.value, atol=1e-4, rtol=0)
     assert len({round(a.value, 3) for a in together}) == 3  # different sessions, different answers
+
+
+def test_lrm_heads_stream_the_newest_frame(qwen3_backend):
+    completion = topreward.load_scorer("lrm-completion", backend=qwen3_backend)
+    session = completion.stream("open the drawer", source_fps=10)
+    values = []
+    for i in range(3):
+        session.push(RAW[i])
+        values.append(session.score().value)
+    offline = [completion.compute(session.video, "open the drawer", [k]).values[0] for k in (1, 2, 3)]
+    np.testing.assert_allclose(values, offline, atol=1e-9)
+    assert all(0.0 <= v <= 1.0 for v in values)
+
+    contrast = topreward.load_scorer("lrm-contrast", backend=qwen3_backend)
+    session = contrast.stream("open the drawer", source_fps=10, every=2)
+    session.push(RAW[:3])  # frames 0 and 2 kept
+    assert session.score().value == 0.0  # nothing to compare with yet
+    session.push(RAW[3:5])  # frame 4 kept
+    s = session.score()
+    v = session.video
+    p = 0.5 * (
+        contrast.p_second(v, "open the drawer", 2, 3) + 1 - contrast.p_second(v, "open the drawer", 3, 2)
+    )
+    assert s.value == pytest.approx(2 * p - 1) and s.signals["p_closer"] == pytest.approx(p)
+    # score_many mixes cache sessions (batched) and frame sessions (one by one), in order
+    sessions = [completion.stream("open the drawer", source_fps=10), topreward.load_scorer("topreward", backend=qwen3_backend).stream("open the drawer", source_fps=10)]  # fmt: skip
+    for one in sessions:
+        one.push(RAW[:2])
+    together = score_many(sessions)
+    np.testing.assert_allclose(
+        [t.value for t in together], [one.score().value for one in sessions], atol=1e-4
+    )

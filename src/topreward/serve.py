@@ -71,10 +71,6 @@ class RewardService:
     """Sessions and the model worker behind the HTTP layer (usable without HTTP, e.g. in a Ray actor)."""
 
     def __init__(self, scorer, limits: ServeLimits | None = None) -> None:
-        if not hasattr(scorer, "stream"):
-            raise ValueError(
-                f"method {scorer.name!r} cannot stream; serve topreward, ensemble or instruction"
-            )
         self.scorer, self.limits = scorer, limits or ServeLimits()
         self.sessions: dict[str, _Session] = {}
         self.lock = threading.Lock()

@@ -1,9 +1,12 @@
 """Online scoring: a session receives an episode's frames as they come and scores the newest prefix.
 
-`session = scorer.stream(instruction, source_fps=30, every=15)` for any method on the video cache
-(`topreward`, `ensemble`, `instruction`: `topreward.scorers.base.CacheScorer`), then per step
+`session = scorer.stream(instruction, source_fps=30, every=15)` for any method, then per step
 `session.push(frame_or_frames)` and, whenever a reward is wanted, `session.score()`; `score_many(sessions)`
-scores several sessions (a vector env's) in shared forwards.
+scores several sessions (a vector env's) in shared forwards. Methods on the video cache (`topreward`,
+`ensemble`, `instruction`: `topreward.scorers.base.CacheScorer`) grow one cache (step 2 below); the
+LRM heads look at single frames, so their session only keeps the frames and each query asks the head
+about the newest one (`Scorer.compute_online`: `lrm-progress` and `lrm-completion` for the newest frame,
+`lrm-contrast` the newest frame against the previous query's, as LRM's online r_cont).
 
 What the session does:
   1. **Frame choice.** It keeps every `every`-th frame it is pushed (pushed frame i is kept when
@@ -35,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from topreward.backends.base import ModelVideo
+from topreward.backends.base import ModelVideo, appended
 from topreward.rewards import minmax_progress
 from topreward.sampling import frame_size, resize_frames
 from topreward.scorers.base import clean_instruction
@@ -63,16 +66,11 @@ class StreamScore:
 
 
 class StreamSession:
-    """One episode scored online; see the module docstring. Built by `CacheScorer.stream`."""
+    """One episode scored online; see the module docstring. Built by `Scorer.stream`."""
 
     def __init__(
         self, scorer, instruction: str, *, source_fps: float, every: int = 1, max_frames: int = 256
     ) -> None:
-        if not hasattr(scorer, "compute_on_cache"):
-            raise ValueError(
-                f"method {scorer.name!r} does not run on the video cache, so it cannot stream; "
-                "use topreward, ensemble or instruction"
-            )
         if not (isinstance(source_fps, (int, float)) and math.isfinite(source_fps) and source_fps > 0):
             raise ValueError(
                 f"source_fps must be a positive number (the camera's frame rate), got {source_fps!r}"
@@ -87,7 +85,9 @@ class StreamSession:
         self.pushed = 0  # frames pushed so far (kept or not)
         self.history: list[tuple[int, float]] = []  # (end_frame, value) of every score()
         self.closed = False
-        self._cache = None
+        self._cache = None  # a video cache (cache methods) or a plain ModelVideo (the others)
+        self._cached = hasattr(scorer, "compute_on_cache")
+        self._queried: int | None = None  # prefix length of the previous query
         self._size: tuple[int, int] | None = None
         self._raw_shape: tuple[int, ...] | None = None
 
@@ -95,7 +95,9 @@ class StreamSession:
     @property
     def video(self) -> ModelVideo | None:
         """The frames the session holds, as the model sees them (None before the first kept frame)."""
-        return None if self._cache is None else self._cache.video
+        if self._cache is None:
+            return None
+        return self._cache.video if self._cached else self._cache
 
     def push(self, frames: Any) -> int:
         """Append one frame (H, W, 3) or several (n, H, W, 3), uint8 RGB; returns how many were kept."""
@@ -117,13 +119,15 @@ class StreamSession:
         if keep.any():
             kept = self._resize(arr[keep])
             idx = positions[keep].astype(np.int64)
-            held = 0 if self._cache is None else self._cache.video.num_frames
+            held = 0 if self._cache is None else self.video.num_frames
             if held + len(kept) > self.max_frames:
                 self._thin(kept, idx)
             elif self._cache is None:
                 self._rebuild(kept, idx)
-            else:
+            elif self._cached:
                 self._cache.extend(kept, idx)
+            else:
+                self._cache = appended(self._cache, kept, idx)
         self._raw_shape = arr.shape[1:]
         self.pushed += len(arr)  # only once the frames are in: a failed push changes nothing
         return int(keep.sum())
@@ -142,14 +146,17 @@ class StreamSession:
 
     def _rebuild(self, frames: np.ndarray, indices: np.ndarray) -> None:
         video = ModelVideo(frames, indices, self.source_fps, self.source_fps / self.every)
-        self._cache = self.scorer.video_cache(video, self.scorer.text_before_video())
+        self._cache = (
+            self.scorer.video_cache(video, self.scorer.text_before_video()) if self._cached else video
+        )
+        self._queried = None  # the frames moved: the previous query's prefix no longer names a frame
 
     def _thin(self, new: np.ndarray, idx: np.ndarray) -> None:
         """Over `max_frames`: keep every second frame (the stride doubles, again if needed); one rebuild."""
         frames, indices = new, idx
         if self._cache is not None:
-            frames = np.concatenate([self._cache.video.frames, new])
-            indices = np.concatenate([self._cache.video.source_indices, idx])
+            frames = np.concatenate([self.video.frames, new])
+            indices = np.concatenate([self.video.source_indices, idx])
         keep = indices % self.every == 0
         while keep.sum() > self.max_frames:
             self.every *= 2
@@ -162,16 +169,19 @@ class StreamSession:
             raise ValueError("this stream session is closed; start a new one with scorer.stream(...)")
         if self._cache is None:
             raise ValueError("no frame yet: push at least one frame before score()")
-        return self._cache.video.num_frames
+        return self.video.num_frames
 
     def score(self) -> StreamScore:
         """The method's value for the prefix of every kept frame, and the running progress."""
         n = self._ready()
-        return self._record(self.scorer.compute_on_cache(self._cache, [self.instruction], [n])[0])
+        if self._cached:
+            return self._record(self.scorer.compute_on_cache(self._cache, [self.instruction], [n])[0])
+        return self._record(self.scorer.compute_online(self._cache, self.instruction, n, self._queried))
 
     def _record(self, out) -> StreamScore:
+        self._queried = self.video.num_frames
         value = float(np.asarray(out.values)[-1])
-        end = int(self._cache.video.source_indices[-1])
+        end = int(self.video.source_indices[-1])
         self.history.append((end, value))
         values = np.array([v for _, v in self.history])
         progress = float(minmax_progress(values, self.scorer.config.eps)[-1])
@@ -180,7 +190,7 @@ class StreamSession:
             for k, v in out.signals.items()
             if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == 1
         }
-        return StreamScore(value, progress, self._cache.video.num_frames, end, self.every, signals)
+        return StreamScore(value, progress, self.video.num_frames, end, self.every, signals)
 
     def close(self) -> None:
         """Free the cache (vision features and KV); the session cannot be used afterwards."""
@@ -200,12 +210,15 @@ def score_many(sessions: list[StreamSession]) -> list[StreamScore]:
     if not sessions:
         return []
     sizes = [s._ready() for s in sessions]
-    if any(not isinstance(s._cache, VideoCache) for s in sessions):
-        return [s.score() for s in sessions]
-    jobs = [(s._cache, s.scorer.requests_for([s.instruction], [n])) for s, n in zip(sessions, sizes)]
-    batch = max(s.scorer.backend_config.batch_size for s in sessions)
-    answers = score_on_caches(jobs, batch_size=batch)
-    return [
-        s._record(s.scorer.outputs_from(a, [s.instruction], [n])[0])
-        for s, a, n in zip(sessions, answers, sizes)
-    ]
+    shared = [i for i, s in enumerate(sessions) if isinstance(s._cache, VideoCache)]
+    results = {i: s.score() for i, s in enumerate(sessions) if i not in shared}
+    if shared:
+        jobs = [
+            (sessions[i]._cache, sessions[i].scorer.requests_for([sessions[i].instruction], [sizes[i]]))
+            for i in shared
+        ]
+        batch = max(sessions[i].scorer.backend_config.batch_size for i in shared)
+        for i, answers in zip(shared, score_on_caches(jobs, batch_size=batch)):
+            s = sessions[i]
+            results[i] = s._record(s.scorer.outputs_from(answers, [s.instruction], [sizes[i]])[0])
+    return [results[i] for i in range(len(sessions))]

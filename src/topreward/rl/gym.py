@@ -90,8 +90,6 @@ class TopRewardWrapper(_wrapper_base()):
                 f"the env renders with render_mode={getattr(env, 'render_mode', None)!r}; make it with "
                 "render_mode='rgb_array' or pass frame_key= (an observation key holding the camera image)"
             )
-        if not hasattr(scorer, "stream"):
-            raise ValueError(f"method {scorer.name!r} cannot stream; use topreward, ensemble or instruction")
         fps = source_fps or float(env.metadata.get("render_fps") or 30.0)
         self.scorer, self.instruction = scorer, instruction
         self.interval, self.reward_kind, self.between, self.mix = interval, reward, between, float(mix)

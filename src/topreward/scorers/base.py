@@ -194,6 +194,19 @@ class Scorer:
         """One output per instruction; methods that can share the video's work across them override this."""
         return [self.compute(video, text, points) for text in instructions]
 
+    def stream(self, instruction: str, *, source_fps: float, every: int = 1, max_frames: int = 256):
+        """An online session: push frames as they come, score the newest prefix (`topreward.stream`)."""
+        from topreward.stream import StreamSession
+
+        return StreamSession(self, instruction, source_fps=source_fps, every=every, max_frames=max_frames)
+
+    def compute_online(
+        self, video: ModelVideo, instruction: str, point: int, previous: int | None
+    ) -> MethodOutput:
+        """A stream's query for a method without a video cache: its value at `point` (the newest frame);
+        `previous` is the prefix length of the previous query (None at the first)."""
+        return self.compute(video, instruction, [point])
+
     def options(self) -> dict[str, Any]:
         """All options, flat (backend, sampling, method): the `config` of every result."""
         return {**asdict(self.backend_config), **asdict(self.sampling), **asdict(self.config)}
@@ -328,9 +341,3 @@ class CacheScorer(Scorer):
         self, video: ModelVideo, instructions: list[str], points: list[int]
     ) -> list[MethodOutput]:
         return self.compute_on_cache(self.video_cache(video, self.text_before_video()), instructions, points)
-
-    def stream(self, instruction: str, *, source_fps: float, every: int = 1, max_frames: int = 256):
-        """An online session: push frames as they come, score the newest prefix (`topreward.stream`)."""
-        from topreward.stream import StreamSession
-
-        return StreamSession(self, instruction, source_fps=source_fps, every=every, max_frames=max_frames)

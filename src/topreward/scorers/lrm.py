@@ -292,6 +292,20 @@ class LRMContrastScorer(Scorer):
         (answer,) = self.image_log_probs(prompt, images, [Request(2, self.cue, self.token_ids)])
         return float(_pair_probability(answer.next[::-1]))
 
+    def compute_online(
+        self, video: ModelVideo, instruction: str, point: int, previous: int | None
+    ) -> MethodOutput:
+        """LRM's online r_cont: the newest frame against the previous query's, 2 P(newest closer) - 1 in
+        [-1, 1] (both orders averaged); 0 at the first query, which has nothing to compare with."""
+        if previous is None or previous == point:
+            return MethodOutput(np.zeros(1), {"p_closer": np.full(1, 0.5)})
+        p_newest = 0.5 * (
+            self.p_second(video, instruction, previous, point)
+            + 1.0
+            - self.p_second(video, instruction, point, previous)
+        )
+        return MethodOutput(np.array([2.0 * p_newest - 1.0]), {"p_closer": np.array([p_newest])})
+
     def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
         n = len(points)
         second = np.full((n, n), np.nan)  # second[i, j]: P(image 2 closer) with point i shown first, j second
