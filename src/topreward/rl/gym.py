@@ -108,15 +108,19 @@ class TopRewardWrapper(_wrapper_base()):
             raise ValueError(f"frame_key={self.frame_key!r} is not in the observation (it has: {keys})")
         return np.asarray(obs[self.frame_key])
 
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
+    def _begin(self, frame: np.ndarray) -> None:
+        """A new episode: a new session holding its first frame."""
         if self.session is not None:
             self.session.close()
         self.session = self.scorer.stream(
             self.instruction, source_fps=self.source_fps, every=self.every, max_frames=self.max_frames
         )
-        self.session.push(self._frame(obs))
+        self.session.push(frame)
         self._steps, self._last, self._last_reward = 0, {}, 0.0
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._begin(self._frame(obs))
         self._query()  # the first frame's value: the baseline of the first delta
         return obs, info
 
@@ -177,25 +181,11 @@ class TopRewardVectorWrapper(_vector_wrapper_base()):
 
     Sub-envs due for a query at a step are scored in shared packed forwards (`topreward.stream.score_many`).
     Needs the vector env's default next-step autoreset: the step after a sub-env's episode ends resets it,
-    so that step starts a new session for it (and pays a VLM reward of 0). Options as `TopRewardWrapper`;
-    `instructions` is one task text for every sub-env or one per sub-env.
+    so that step starts a new session for it (and pays a VLM reward of 0). `instructions` is one task text
+    for every sub-env or one per sub-env; the keyword options are `TopRewardWrapper`'s.
     """
 
-    def __init__(
-        self,
-        env,
-        scorer,
-        instructions: str | list[str],
-        *,
-        interval: int = 10,
-        reward: Literal["value_delta", "value", "progress", "progress_delta"] = "value_delta",
-        between: Literal["hold", "zero", "env"] = "hold",
-        mix: float = 0.0,
-        frame_key: str | None = None,
-        every: int = 1,
-        max_frames: int = 256,
-        source_fps: float | None = None,
-    ) -> None:
+    def __init__(self, env, scorer, instructions: str | list[str], **options: Any) -> None:
         super().__init__(env)
         gymnasium = _gymnasium()
         mode = env.metadata.get("autoreset_mode", gymnasium.vector.AutoresetMode.NEXT_STEP)
@@ -208,22 +198,9 @@ class TopRewardVectorWrapper(_vector_wrapper_base()):
         if len(texts) != n:
             raise ValueError(f"{len(texts)} instructions for {n} sub-envs; give one, or one per sub-env")
         # one single-env wrapper per sub-env holds the options, their checks and the reward rules
-        self.parts = [
-            TopRewardWrapper(
-                _FrameSource(env, frame_key),
-                scorer,
-                text,
-                interval=interval,
-                reward=reward,
-                between=between,
-                mix=mix,
-                frame_key=frame_key,
-                every=every,
-                max_frames=max_frames,
-                source_fps=source_fps or float(env.metadata.get("render_fps") or 30.0),
-            )
-            for text in texts
-        ]
+        options.setdefault("source_fps", float(env.metadata.get("render_fps") or 30.0))
+        source = _FrameSource(env, options.get("frame_key"))
+        self.parts = [TopRewardWrapper(source, scorer, text, **options) for text in texts]
         self._restart = np.zeros(n, dtype=bool)
 
     def _frames(self, obs) -> list[np.ndarray]:
@@ -232,22 +209,12 @@ class TopRewardVectorWrapper(_vector_wrapper_base()):
             return list(self.env.render())
         return [np.asarray(x) for x in obs[key]]
 
-    def _start(self, i: int, frame: np.ndarray) -> None:
-        part = self.parts[i]
-        if part.session is not None:
-            part.session.close()
-        part.session = part.scorer.stream(
-            part.instruction, source_fps=part.source_fps, every=part.every, max_frames=part.max_frames
-        )
-        part.session.push(frame)
-        part._steps, part._last, part._last_reward = 0, {}, 0.0
-
     def reset(self, **kwargs):
         from topreward.stream import score_many
 
         obs, info = self.env.reset(**kwargs)
         for i, frame in enumerate(self._frames(obs)):
-            self._start(i, frame)
+            self.parts[i]._begin(frame)
         self._record(list(range(self.num_envs)), score_many([p.session for p in self.parts]))
         self._restart[:] = False
         return obs, info
@@ -261,7 +228,7 @@ class TopRewardVectorWrapper(_vector_wrapper_base()):
         due, fresh = [], []
         for i, part in enumerate(self.parts):
             if self._restart[i]:  # this step reset sub-env i: a new episode, a new session
-                self._start(i, frames[i])
+                self.parts[i]._begin(frames[i])
                 fresh.append(i)
                 continue
             part.session.push(frames[i])
