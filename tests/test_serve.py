@@ -224,3 +224,31 @@ def test_serve_command_runs_until_interrupted(tiny_model_dirs):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_sessions": 0}, "max_sessions"),
+        ({"max_request_bytes": -1}, "max_request_bytes"),
+        ({"max_side": 1.5}, "max_side"),
+        ({"idle_s": float("nan")}, "idle_s"),
+        ({"idle_s": 0}, "idle_s"),
+        ({"token": "  "}, "token is empty"),
+    ],
+)
+def test_bad_limits(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ServeLimits(**kwargs)
+
+
+@pytest.mark.parametrize("port", [-1, 70000])
+def test_bad_port_is_refused_before_loading_a_model(port, capsys):
+    from topreward.cli import main
+    from topreward.serve import check_port
+
+    # the model path does not exist: a port error here proves nothing was loaded first
+    assert main(["serve", "--model", "/no/such/model", "--port", str(port)]) == 2
+    assert "port must be 0..65535" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="port must be 0..65535"):
+        check_port(True)

@@ -69,6 +69,10 @@ def test_stream_bad_input(qwen3_backend):
         scorer.stream("open the drawer", source_fps=float("nan"))
     with pytest.raises(ValueError, match="every"):
         scorer.stream("open the drawer", source_fps=10, every=0)
+    with pytest.raises(ValueError, match="every"):
+        scorer.stream("open the drawer", source_fps=10, every=True)
+    with pytest.raises(ValueError, match="max_frames"):
+        scorer.stream("open the drawer", source_fps=10, max_frames=1)
     with pytest.raises(ValueError, match="instruction is empty"):
         scorer.stream("  ", source_fps=10)
     session = scorer.stream("open the drawer", source_fps=10)

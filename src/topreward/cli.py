@@ -344,6 +344,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from topreward.serve import ServeLimits, serve
 
     token = args.token or os.environ.get("TOPREWARD_TOKEN")
+    from topreward.serve import check_port
+
+    check_port(args.port)  # every option is checked before a model is loaded
     limits = ServeLimits(
         max_request_bytes=args.max_request_mb * 2**20,
         max_side=args.max_side,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -47,6 +48,16 @@ class ServeLimits:
     max_sessions: int = 64
     idle_s: float = 600.0
     token: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_request_bytes", "max_side", "max_session_frames", "max_sessions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if not (isinstance(self.idle_s, (int, float)) and math.isfinite(self.idle_s) and self.idle_s > 0):
+            raise ValueError(f"idle_s must be a positive number of seconds, got {self.idle_s!r}")
+        if self.token is not None and not self.token.strip():
+            raise ValueError("token is empty; give a secret or leave it out (no authentication)")
 
 
 class HTTPError(Exception):
@@ -355,8 +366,14 @@ def make_handler(service: RewardService):
     return Handler
 
 
+def check_port(port: int) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0..65535 (0 = any free port), got {port!r}")
+
+
 def serve(scorer, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None):
     """Start the server in a background thread; returns (server, service). `server.shutdown()` stops it."""
+    check_port(port)
     service = RewardService(scorer, limits)
     server = ThreadingHTTPServer((host, port), make_handler(service))
     server.daemon_threads = True

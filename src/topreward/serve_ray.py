@@ -97,7 +97,10 @@ def deploy(
 ) -> str:
     """Start the replicas and the ingress on the running Ray cluster (or a local one); returns the URL."""
     ray, serve = _ray()
-    if not isinstance(replicas, int) or replicas < 1:
+    from topreward.serve import check_port
+
+    check_port(port)
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise ValueError(f"replicas must be a whole number >= 1, got {replicas!r}")
     limits = limits or ServeLimits()
     if not ray.is_initialized():

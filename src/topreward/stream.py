@@ -75,9 +75,9 @@ class StreamSession:
             raise ValueError(
                 f"source_fps must be a positive number (the camera's frame rate), got {source_fps!r}"
             )
-        if not isinstance(every, int) or every < 1:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a whole number >= 1 (keep every n-th frame), got {every!r}")
-        if not isinstance(max_frames, int) or max_frames < 2:
+        if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 2:
             raise ValueError(f"max_frames must be a whole number >= 2, got {max_frames!r}")
         self.scorer = scorer
         self.instruction = clean_instruction(instruction)
