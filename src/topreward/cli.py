@@ -121,17 +121,44 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from topreward.episode import as_episode
     from topreward.scorers.registry import load_scorer
 
-    scorer = load_scorer(args.method, **method_options(args))
     episode = as_episode(args.video, args.instruction, args.source_fps)
+    truth = _ground_truth_arg(args.ground_truth, episode) if args.ground_truth else None
+    scorer = load_scorer(args.method, **method_options(args))
     result = scorer.score(episode)
     out = result.save(args.out)
     print(f"wrote {out}")
     if args.plot:
         from topreward.plot import plot_result
 
-        print(f"wrote {plot_result(result, args.plot, episode)}")
+        print(f"wrote {plot_result(result, args.plot, episode, ground_truth=truth)}")
     _print_summary(result)
     return 0
+
+
+def _ground_truth_arg(text: str, episode) -> np.ndarray:
+    """Per-frame ground truth from `--ground-truth` (a JSON file or inline JSON with manifest keys)."""
+    import json
+
+    from topreward.groundtruth import ground_truth_for
+
+    path = Path(text)
+    try:
+        raw = path.read_text() if not text.lstrip().startswith("{") and path.is_file() else text
+        annotations = json.loads(raw)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"--ground-truth {text!r} is neither a readable JSON file nor inline JSON ({e}); give e.g. "
+            "'{\"success\": true}' or a file with 'progress' / 'subtasks'"
+        ) from e
+    if not isinstance(annotations, dict):
+        raise ValueError("--ground-truth must be a JSON object with 'progress', 'subtasks' or 'success'")
+    truth = ground_truth_for(annotations, episode.num_frames, episode.fps, episode.source)
+    if truth is None:
+        raise ValueError(
+            f"--ground-truth {text!r} gives no progress: it needs 'progress' (one value per frame), "
+            "'subtasks', or 'success': true (time-based progress)"
+        )
+    return truth
 
 
 def _print_summary(result) -> None:
@@ -423,6 +450,12 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p.add_argument("instruction", help="task text, e.g. 'put the pen into the cup'")
     p.add_argument("--out", default="result.json", help="result JSON path (default: result.json)")
     p.add_argument("--plot", default=None, help="also write a PNG plot here")
+    p.add_argument(
+        "--ground-truth",
+        default=None,
+        help="ground truth drawn on --plot: a JSON file or inline JSON with the manifest keys "
+        "'progress' (per frame), 'subtasks' or 'success' (e.g. '{\"success\": true}')",
+    )
     p.add_argument("--source-fps", type=float, default=None, help="frame rate of a frame folder")
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_score)

@@ -21,6 +21,20 @@ def _pyplot():
     return plt
 
 
+def _value_axis(result: ScoreResult):
+    """(to_value, to_progress) when progress is an affine map of the raw values (e.g. min-max), else None.
+
+    Then the raw values are the same curve as progress, so they get a second y scale, not a second line.
+    """
+    v, p = np.asarray(result.values, float), np.asarray(result.progress, float)
+    if len(v) < 2 or np.ptp(p) <= 0 or not np.all(np.isfinite(v)):
+        return None
+    slope, offset = np.polyfit(p, v, 1)
+    if slope <= 0 or not np.allclose(slope * p + offset, v, rtol=1e-4, atol=1e-6 * max(1.0, np.abs(v).max())):
+        return None
+    return (lambda x: slope * x + offset), (lambda y: (y - offset) / slope)
+
+
 def plot_result(
     result: ScoreResult,
     path: str | Path,
@@ -29,7 +43,14 @@ def plot_result(
     ground_truth: np.ndarray | None = None,
     thumbnails: int = 6,
 ) -> Path:
-    """Save the progress curve (and the method's raw values) of `result`; thumbnails of `episode` along the top."""
+    """Save the progress curve of `result` (thumbnails of `episode` along the top).
+
+    One curve: progress at the evaluation points, joined by the per-frame interpolation the result uses.
+    When progress is an affine map of the method's raw values (TOPReward's min-max), the raw value is a
+    second y scale on the right, not a second line; otherwise the raw values are drawn as their own line.
+    `ground_truth` (per-frame progress in [0, 1]) is overlaid dashed. The title names the method, the
+    instruction and the model that scored it.
+    """
     plt = _pyplot()
     path = Path(path)
     n_thumb = thumbnails if episode is not None else 0
@@ -46,29 +67,27 @@ def plot_result(
             )
             ax.axis("off")
     ax = fig.add_subplot(grid[-1, :])
-    t_frames = np.arange(result.num_frames) / result.fps
-    ax.plot(t_frames, result.frame_progress, color="tab:blue", lw=1, alpha=0.5, label="progress (per frame)")
-    ax.plot(
-        result.prefix_end_frames / result.fps,
-        result.progress,
-        "o-",
-        color="tab:blue",
-        label="progress (prefixes)",
-    )
+    t_points = result.prefix_end_frames / result.fps
+    ax.plot(t_points, result.progress, "o-", color="tab:blue", label=f"progress ({result.method})")
     if ground_truth is not None:
-        ax.plot(t_frames[: len(ground_truth)], ground_truth, "--", color="black", label="ground truth")
+        t_frames = np.arange(len(ground_truth)) / result.fps
+        ax.plot(t_frames, ground_truth, "--", color="black", label="ground truth")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("progress")
     ax.set_ylim(-0.05, 1.05)
-    twin = ax.twinx()
-    twin.plot(
-        result.prefix_end_frames / result.fps, result.values, ":", color="tab:red", label=result.value_name
-    )
-    twin.set_ylabel(result.value_name, color="tab:red")
-    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="upper left", fontsize=8)
+    scale = _value_axis(result)
+    if scale is not None:
+        ax.secondary_yaxis("right", functions=scale).set_ylabel(result.value_name)
+    else:
+        twin = ax.twinx()
+        twin.plot(t_points, result.values, ":", color="tab:red", label=result.value_name)
+        twin.set_ylabel(result.value_name, color="tab:red")
+        twin.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
+    model = result.model.get("id") or "?"
     ax.set_title(
-        f"{result.method}: {result.instruction!r}  success score {result.success_score:.2f}", fontsize=10
+        f"{result.method}: {result.instruction!r}  success score {result.success_score:.2f}\nscored by {model}",
+        fontsize=9,
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
