@@ -113,7 +113,8 @@ def test_noisy_oracle_recovers_high_voc_and_auc_and_controls_run(dataset, tmp_pa
     assert s.mismatch_top1 is not None
     report = (tmp_path / "report.md").read_text()
     assert "| toy | 6 |" in report and "curves_toy.png" in report
-    assert (tmp_path / "curves_toy.png").exists() and (tmp_path / "voc_hist.png").exists()
+    assert (tmp_path / "curves_toy.png").exists() and (tmp_path / "voc_hist_toy.png").exists()
+    assert "## Episodes" in report and "| toy | " in report.split("## Episodes")[1]
     # 6 episodes + 6 static + 6 reversed + 6 mismatched-instruction runs
     assert oracle.calls == 24
 
