@@ -53,6 +53,11 @@ def make_manifest(root: Path, n: int, corrupt: tuple[int, ...] = ()) -> Path:
     return manifest
 
 
+def undated(meta: dict) -> dict:
+    """A file's metadata without the one field two runs never share: the provenance's date."""
+    return {**meta, "provenance": {k: v for k, v in meta["provenance"].items() if k != "date"}}
+
+
 def test_lerobot_dataset_to_rabc_parquet(scorer, tmp_path):
     root = write_lerobot_v3(tmp_path / "ds", lengths=(10, 12, 8), episodes_per_video_file=3)
     before = tree_snapshot(root)
@@ -112,6 +117,40 @@ def test_existing_output_is_refused(scorer, tmp_path):
     assert read_annotations(out)[0].num_rows == 8
 
 
+def test_resume_with_other_settings_is_refused(scorer, tmp_path, monkeypatch):
+    import topreward.annotate as annotate_module
+
+    manifest = make_manifest(tmp_path / "m", 2)
+    out = tmp_path / "p.parquet"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed before the parquet was written")
+
+    with monkeypatch.context() as m:  # an interrupted run: both episodes in the work file, no parquet
+        m.setattr(annotate_module, "write_parquet", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            annotate(open_source(manifest), scorer, out, progress_bar=False)
+    lines = [json.loads(x) for x in work_path(out).read_text().splitlines()]
+    assert len({r["fingerprint"] for r in lines}) == 2 and lines[0]["settings"]["num_prefixes"] == 3
+    options = {k: scorer.options()[k] for k in ("model", "max_frames")}
+    two = topreward.load_scorer("topreward", backend=scorer.backend, num_prefixes=2, **options)
+    with pytest.raises(ValueError, match="num_prefixes: 3 before, 2 now; pass --overwrite"):
+        annotate(open_source(manifest), two, out, resume=True, progress_bar=False)
+    other = make_manifest(tmp_path / "other", 2)  # the same episode ids in another folder
+    with pytest.raises(
+        ValueError, match=r"source\.path: '.*/m/tasks.jsonl' before, '.*/other/tasks.jsonl' now"
+    ):
+        annotate(open_source(other), scorer, out, resume=True, progress_bar=False)
+    summary = annotate(open_source(manifest), scorer, out, resume=True, progress_bar=False)
+    assert (summary.reused, summary.scored) == (2, 0)
+    # a finished file is not "resumed" into another run's results either
+    with pytest.raises(ValueError, match="num_prefixes: 3 before, 2 now"):
+        annotate(open_source(manifest), two, out, resume=True, progress_bar=False)
+    annotate(open_source(manifest), two, out, overwrite=True, progress_bar=False)
+    table, meta = read_annotations(out)
+    assert meta["config"]["num_prefixes"] == 2 and int(table["prefix_end"].to_numpy().sum()) == 4
+
+
 def _cli(manifest: Path, out: Path, model: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
@@ -163,7 +202,7 @@ def test_kill_and_resume_loses_and_repeats_nothing(tiny_model_dirs, tmp_path):
     assert f"{30 - done_before} episodes scored, {done_before} reused" in resumed.stdout
     a, meta_a = read_annotations(full)
     b, meta_b = read_annotations(out)
-    assert meta_a == meta_b and a.column_names == b.column_names
+    assert undated(meta_a) == undated(meta_b) and a.column_names == b.column_names
     for name in a.column_names:
         np.testing.assert_array_equal(a[name].to_numpy(), b[name].to_numpy())
     assert not work.exists()
@@ -205,7 +244,7 @@ def test_ray_engine_matches_local(scorer, tmp_path):
             assert summary.scored == 2 and summary.skipped == 1
             a, meta_a = read_annotations(local)
             b, meta_b = read_annotations(summary.out)
-            assert meta_a == meta_b and meta_b["method"] == s.name
+            assert undated(meta_a) == undated(meta_b) and meta_b["method"] == s.name
             for name in a.column_names:  # identical up to float rounding (the actor runs on other threads)
                 np.testing.assert_allclose(a[name].to_numpy(), b[name].to_numpy(), atol=1e-5, rtol=0)
     finally:
@@ -262,6 +301,32 @@ def test_annotate_command_end_to_end(tiny_model_dirs, tmp_path, capsys):
     assert "1 episodes scored" in capsys.readouterr().out
     assert main([*command, "--camera", "nope"]) == 2
     assert "observation.images.top" in capsys.readouterr().err
+
+
+def test_metadata_holds_absolute_model_path_and_provenance(tiny_model_dirs, tmp_path, monkeypatch, capsys):
+    model = tiny_model_dirs["qwen3_vl"]
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
+    monkeypatch.chdir(model.parent)  # the model given as a relative path, as users do
+    out = tmp_path / "p.parquet"
+    assert (
+        main(["annotate", str(root), "--out", str(out), "--model", model.name, "--episodes", "0:1", *SMALL])
+        == 0
+    )
+    _, meta = read_annotations(out)
+    absolute = str(model.resolve())
+    assert pq.read_schema(out).metadata[b"reward_model_path"].decode() == absolute  # LeRobot reads this key
+    assert meta["model_id"] == absolute and Path(meta["model_id"]).is_absolute()
+    prov = meta["provenance"]
+    assert prov["model"] == {"id": absolute, "revision": None, "commit": None}
+    assert prov["source"] == {
+        "type": "LeRobotSource",
+        "path": str(root.resolve()),
+        "camera": "observation.images.top",
+        "episodes": "0:1",
+    }
+    assert (prov["method"], prov["device"], prov["dtype"]) == ("topreward", "cpu", "float32")
+    assert prov["config"]["num_prefixes"] == 3 and prov["topreward_version"] == topreward.__version__
+    assert prov["date"].startswith("20") and prov["date"].endswith("+00:00")
 
 
 def test_lerobot_rabc_reader_accepts_our_file(scorer, tmp_path):

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import topreward
 from topreward.bench import BenchConfig, BenchDataset, run_bench
 from topreward.bench.presets import preset
-from topreward.bench.runner import choose_episodes, reversed_episode, static_episode
+from topreward.bench.runner import choose_episodes, dataset_names, reversed_episode, static_episode
 from topreward.cli import main
 from topreward.episode import Episode
 from topreward.result import ScoreResult
@@ -238,3 +239,84 @@ def test_bench_on_the_shipped_sim_fixture_with_tiny_model(tiny_model_dirs, tmp_p
 def test_sim_command_lists_tasks(capsys):
     assert main(["sim", "--list-tasks"]) == 0
     assert "push-v3" in capsys.readouterr().out
+
+
+def _one_episode_manifest(folder: Path, progress: np.ndarray) -> Path:
+    folder.mkdir(parents=True)
+    painted_episode(folder / "ep0.mp4", progress)
+    row = {"video": "ep0.mp4", "instruction": "open the drawer", "episode_id": "ep0", "success": True}
+    (folder / "manifest.jsonl").write_text(json.dumps(row) + "\n")
+    return folder / "manifest.jsonl"
+
+
+def test_dataset_names_are_unique(tmp_path):
+    for folder in ("x/a", "y/a", "y/b", "d"):
+        (tmp_path / folder).mkdir(parents=True)
+    for path in ("x/a/manifest.jsonl", "y/a/manifest.jsonl", "y/b/manifest.jsonl", "d/tasks.jsonl"):
+        (tmp_path / path).write_text("")
+    xa, ya, yb, tasks = (
+        str(tmp_path / p)
+        for p in ("x/a/manifest.jsonl", "y/a/manifest.jsonl", "y/b/manifest.jsonl", "d/tasks.jsonl")
+    )
+    assert dataset_names([xa, yb, tasks, str(tmp_path / "d")]) == ["a", "b", "tasks", "d"]
+    assert dataset_names([xa, ya]) == ["x-a", "y-a"]  # the same name: parent folders added
+    assert dataset_names(["lerobot/pusht", "me/pusht"]) == ["lerobot-pusht", "me-pusht"]
+    assert dataset_names(["lerobot/aloha_static_candy"], taken=["aloha_static_candy"]) == [
+        "lerobot-aloha_static_candy"
+    ]
+    assert dataset_names(["lerobot/pusht"], taken=["pusht", "lerobot-pusht"]) == ["lerobot-pusht-2"]
+    with pytest.raises(ValueError, match="listed twice"):
+        dataset_names([xa, str(tmp_path / "x" / "a" / ".." / "a" / "manifest.jsonl")])
+
+
+def test_two_manifests_with_the_same_file_name_keep_their_own_results(tiny_model_dirs, tmp_path):
+    first = _one_episode_manifest(tmp_path / "a", np.linspace(0, 1, 12))
+    second = _one_episode_manifest(tmp_path / "b", np.linspace(1, 0, 12))
+    small = ["--max-frames", "4", "--num-prefixes", "2", "--controls", "none", "--quiet"]
+    command = ["bench", str(first), str(second), "--out", str(tmp_path / "o"), "--episodes", "1", *small]
+    assert main([*command, "--model", str(tiny_model_dirs["qwen3_vl"])]) == 0
+    records = [json.loads(x) for x in (tmp_path / "o" / "episodes.jsonl").read_text().splitlines()]
+    assert [r["dataset"] for r in records] == ["a", "b"]  # before: both "manifest.jsonl", b reused a's
+    assert [r["provenance"]["source"]["path"] for r in records] == [str(first), str(second)]
+    assert records[0]["values"] != records[1]["values"]
+    assert len({r["fingerprint"] for r in records}) == 2
+    prov = json.loads((tmp_path / "o" / "provenance.json").read_text())
+    assert set(prov) == {"a", "b"} and prov["a"]["model"]["id"] == str(tiny_model_dirs["qwen3_vl"].resolve())
+    assert "## Provenance" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_a_dataset_name_with_another_source_is_refused(tmp_path):
+    first = _one_episode_manifest(tmp_path / "a", np.linspace(0, 1, 12))
+    second = _one_episode_manifest(tmp_path / "b", np.linspace(1, 0, 12))
+    config = BenchConfig(episodes=1, controls=())
+    run_bench([BenchDataset("toy", str(first))], NoisyOracle(), tmp_path / "o", config, progress_bar=False)
+    again = NoisyOracle()
+    with pytest.raises(
+        ValueError, match=r"source\.path: '.*/a/manifest.jsonl' before, '.*/b/manifest.jsonl' now"
+    ):
+        run_bench([BenchDataset("toy", str(second))], again, tmp_path / "o", config, progress_bar=False)
+    assert again.calls == 0
+
+
+def test_rerun_with_other_options_is_refused_until_overwrite(dataset, tiny_model_dirs, tmp_path, capsys):
+    from .conftest import load_backend
+
+    backend = load_backend(tiny_model_dirs, "qwen3_vl")
+    model = str(tiny_model_dirs["qwen3_vl"])
+    config = BenchConfig(episodes=2, controls=())
+    toy = [BenchDataset("toy", str(dataset))]
+    three = topreward.load_scorer("topreward", model=model, max_frames=4, num_prefixes=3, backend=backend)
+    two = topreward.load_scorer("topreward", model=model, max_frames=4, num_prefixes=2, backend=backend)
+    run_bench(toy, three, tmp_path, config, progress_bar=False)
+    with pytest.raises(ValueError, match="num_prefixes: 3 before, 2 now.*--overwrite"):
+        run_bench(toy, two, tmp_path, config, progress_bar=False)  # before: silently the 3-prefix results
+    with pytest.raises(ValueError, match=r"controls: \[\] before, \['static'\] now"):
+        run_bench(toy, three, tmp_path, BenchConfig(episodes=2, controls=("static",)), progress_bar=False)
+    (s,) = run_bench(toy, two, tmp_path, config, progress_bar=False, overwrite=True)
+    records = [json.loads(x) for x in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert s.n == 2 and [len(r["values"]) for r in records] == [2, 2]
+    # the command line says what differs and how to start again
+    command = ["bench", str(dataset), "--out", str(tmp_path), "--episodes", "2", "--controls", "none"]
+    assert main([*command, "--model", model, "--max-frames", "4", "--num-prefixes", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "num_prefixes: 2 before, 3 now" in err and "pass --overwrite" in err

@@ -45,3 +45,11 @@ def test_report_has_per_episode_table_and_titled_outline_histograms(tmp_path):
     assert rows[0][:4] == ["dataset", "episode", "kind", "outcome"] and len(rows) == len(RECORDS) + 1
     assert "| d | r1 | random | failure | -0.200 |" in text
     assert (tmp_path / "voc_hist_d.png").exists() and (tmp_path / "curves_d.png").exists()
+
+
+def test_calibrated_records_get_a_reliability_diagram(tmp_path):
+    records = [{**r, "success_probability": p} for r, p in zip(RECORDS, [0.9, 0.2, 0.7, 0.1, 0.5])]
+    s = DatasetSummary("d", len(records), values={"voc": (0.3, 0.4)})
+    text = write_report(tmp_path, [s], records, 3, "topreward").read_text()
+    assert "![reliability.png](reliability.png)" in text and (tmp_path / "reliability.png").exists()
+    assert "P(success)" in text

@@ -6,15 +6,19 @@ reads — `index` (global frame index), `episode_index`, `frame_index`, `progres
 so both progress columns carry the same per-frame progress. Our own columns follow, the same for every
 method: `value` (the method's raw value on the frames where an evaluation point ends, NaN elsewhere),
 `prefix_end`, `dense_reward`, `success_score` (per episode, repeated on its rows); then one column per
-numeric per-point signal of the method, placed like `value` (TOPReward: `log_p_true`, `log_p_false`).
-Schema metadata: `reward_model_path` (as LeRobot's writer), and `topreward` (JSON: method, config, model
-id/revision, package version, skipped episodes with reasons).
+numeric per-point signal of the method, placed like `value` (TOPReward: `log_p_true`, `log_p_false`);
+with a calibration (`--calibration`), `success_probability` and `success` per episode. Schema metadata: `reward_model_path` (as LeRobot's writer), and `topreward` (JSON: method, config, model
+id — a Hub id or an absolute path, both keys — /revision, package version, skipped episodes with reasons,
+and `provenance`: resolved source, camera, model commit, device, dtype, date; `topreward.provenance`).
 
 Resumable: each finished episode is appended (one JSON line, flushed and fsynced) to `<out>.work.jsonl`
 beside the output; a run killed at any point and started again with `resume=True` skips what is there,
 scores the rest, and writes the same final file as an uninterrupted run (rows sorted by `index`, no
-timings in the file). The final parquet is written to a temporary name and renamed into place. The source
-dataset is only read.
+timings in the file; only the provenance's date differs). Every line carries the run's settings (resolved
+source, camera, method, method and sampling options, model id and revision) and their fingerprint with the
+episode id: a resumed run reuses only lines with its own fingerprint and refuses a work file (or a finished
+output) computed with other settings, listing what differs. The final parquet is written to a temporary
+name and renamed into place. The source dataset is only read.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from topreward import __version__
+from topreward.provenance import check_settings, describe_source, fingerprint, provenance, settings
 from topreward.result import ScoreResult
 from topreward.worklog import JsonlLog
 
@@ -113,12 +118,19 @@ def plan(source) -> tuple[list[EpisodeTask], dict[str, str]]:
 
 
 def record_for(
-    task: EpisodeTask, result: ScoreResult | None = None, reason: str | None = None
+    task: EpisodeTask,
+    result: ScoreResult | None = None,
+    reason: str | None = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One work-file line; `run` = the run's `provenance.settings`, stored with its fingerprint."""
     rec: dict[str, Any] = asdict(task)
     rec["status"] = "ok" if result is not None else "skipped"
     rec["reason"] = reason
     rec["result"] = None if result is None else result.to_dict()
+    if run is not None:
+        rec["settings"] = run
+        rec["fingerprint"] = fingerprint(run, task.episode_id)
     return rec
 
 
@@ -155,9 +167,15 @@ def episode_columns(rec: dict[str, Any], signals: list[str]) -> dict[str, np.nda
         "success_score",
         *signals,
     ]
+    # annotate(calibration=...): P(success) and the decision, per episode
+    calibrated = "success_probability" in rec
+    if calibrated:
+        names += ["success_probability", "success"]
     if res is None:
         cols.update({name: nan.copy() for name in names})
         cols["prefix_end"] = np.zeros(n, bool)
+        if calibrated:
+            cols["success"] = np.full(n, None, object)  # a nullable bool column
         return cols
     progress = np.asarray(res["frame_progress"], np.float32)
     ends = np.asarray(res["prefix_end_frames"], np.int64)
@@ -172,6 +190,9 @@ def episode_columns(rec: dict[str, Any], signals: list[str]) -> dict[str, np.nda
     cols["prefix_end"] = np.isin(frame, ends)
     cols["dense_reward"] = np.asarray(res["dense_rewards"], np.float32)
     cols["success_score"] = np.full(n, res["success_score"], np.float32)
+    if calibrated:
+        cols["success_probability"] = np.full(n, rec["success_probability"], np.float32)
+        cols["success"] = np.full(n, rec["success"], object)
     return {name: cols[name] for name in ["index", "episode_index", "frame_index", *names]}
 
 
@@ -230,7 +251,9 @@ def annotate(
     workers: int = 1,
     gpus_per_worker: float = 0.0,
     source_factory=None,
+    source_info: dict[str, Any] | None = None,
     progress_bar: bool = True,
+    calibration=None,
 ) -> AnnotateSummary:
     """Score every episode of `source` with `scorer` and write the per-frame parquet `out`.
 
@@ -243,9 +266,16 @@ def annotate(
         engine: "local" (this process) or "ray" (Ray Data: decoding in CPU tasks, scoring in an actor pool).
         workers, gpus_per_worker: Ray actor-pool size and GPUs per actor.
         source_factory: for "ray", a picklable zero-argument callable that reopens `source` in a worker.
+        source_info: where `source` comes from (`topreward.provenance.describe_source`, given the spec the
+            user typed); default: described from the source itself. It is part of the settings a resumed
+            run must match (with the method, its and the sampling's options, the model id and revision).
+        calibration: a `topreward.calibration.Calibration`: adds per-episode `success_probability` and
+            `success` (success score >= its threshold) columns; checked against each result's method and value.
     """
     out = Path(out)
     work_file = work_path(out)
+    source_info = describe_source(source) if source_info is None else source_info
+    run = settings(provenance(scorer, source_info))  # what every reused record must have been computed with
     if overwrite:
         work_file.unlink(missing_ok=True)
     elif out.exists() and not resume:
@@ -257,6 +287,8 @@ def annotate(
             f"{work_file} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
         )
     if resume and out.exists() and not work_file.exists():
+        done = read_annotations(out)[1].get("provenance")
+        check_settings(out, None if done is None else settings(done), run)
         logger.info("%s is complete; nothing to resume", out)
         return AnnotateSummary(out)
     if engine not in ("local", "ray"):
@@ -265,11 +297,14 @@ def annotate(
 
     tasks, broken = plan(source)
     work = JsonlLog(work_file, ("episode_id",))
+    for rec in work.records.values():
+        if rec.get("fingerprint") != fingerprint(run, rec["episode_id"]):
+            check_settings(work_file, rec.get("settings"), run)
     summary = AnnotateSummary(out, reused=len(work))
     for task in tasks:
         if task.episode_id in broken and (task.episode_id,) not in work:
             logger.warning("episode %s skipped: %s", task.episode_id, broken[task.episode_id])
-            work.add(record_for(task, reason=broken[task.episode_id]))
+            work.add(record_for(task, reason=broken[task.episode_id], run=run))
             summary.skipped += 1
     todo = [t for t in tasks if (t.episode_id,) not in work]
 
@@ -289,7 +324,7 @@ def annotate(
         total=len(tasks), initial=len(tasks) - len(todo), unit="ep", disable=not progress_bar, desc="annotate"
     )
     for task, result, reason in stream:
-        work.add(record_for(task, result, reason))
+        work.add(record_for(task, result, reason, run))
         if result is None:
             summary.skipped += 1
         else:
@@ -303,15 +338,22 @@ def annotate(
 
     records = [work.records[(t.episode_id,)] for t in tasks]
     summary.skipped_reasons = {r["episode_id"]: r["reason"] for r in records if r["status"] != "ok"}
-    options = scorer.options if isinstance(scorer, ScorerSpec) else scorer.options()
-    model = scorer.backend.describe() if not isinstance(scorer, ScorerSpec) else {}
+    # the model as the results describe it: the same for both engines (Ray loads it in the workers)
+    scored = next((r["result"]["model"] for r in records if r["result"] is not None), None)
+    prov = provenance(scorer, source_info, model=scored)
     metadata = {
         "method": scorer.name,
-        "config": options,
-        "model_id": model.get("id", options.get("model")),
-        "model_revision": model.get("revision", options.get("revision")),
+        "config": prov["config"],
+        "model_id": prov["model"]["id"],  # a local folder as its absolute path
+        "model_revision": prov["model"]["revision"],
         "topreward_version": __version__,
+        "provenance": prov,
     }
+    if calibration is not None:
+        records = [
+            {**r, **calibration.apply_dict(r["result"], where=f"episode {r['episode_id']}")} for r in records
+        ]
+        metadata["calibration"] = calibration.describe()
     write_parquet(records, out, metadata)
     work_file.unlink()
     return summary

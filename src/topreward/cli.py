@@ -123,8 +123,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     episode = as_episode(args.video, args.instruction, args.source_fps)
     truth = _ground_truth_arg(args.ground_truth, episode) if args.ground_truth else None
+    calibration = _calibration_arg(args)
     scorer = load_scorer(args.method, **method_options(args))
+    _check_calibration(calibration, scorer)
     result = scorer.score(episode)
+    if calibration is not None:
+        result = calibration.apply(result)
     out = result.save(args.out)
     print(f"wrote {out}")
     if args.plot:
@@ -165,6 +169,11 @@ def _print_summary(result) -> None:
     print(
         f"method: {result.method}  instruction: {result.instruction!r}  success score: {result.success_score:.3f}"
     )
+    if result.success_probability is not None:
+        print(
+            f"success probability: {result.success_probability:.3f}  success: {result.success}  "
+            f"(calibration {result.calibration['mapping']}, threshold {result.calibration['threshold']:.3f})"
+        )
     k = len(result.prefix_lengths)
     # the method's per-point signals that are plain numbers get a column each (e.g. log P(True), log P(False))
     extra = {
@@ -215,6 +224,97 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration_arg(args: argparse.Namespace):
+    """The `--calibration FILE` of score/annotate/bench, loaded and checked against `--method` before any
+    model is loaded (the value name is checked once the scorer is)."""
+    if not getattr(args, "calibration", None):
+        return None
+    from topreward.calibration import Calibration
+
+    calibration = Calibration.load(args.calibration)
+    calibration.check_scores(args.method, where=f"the scores of method {args.method!r}")
+    return calibration
+
+
+def _check_calibration(calibration, scorer) -> None:
+    if calibration is not None:
+        calibration.check_scores(
+            scorer.name,
+            scorer.value_name,
+            success_window=scorer.options().get("success_window"),
+            where=f"the scores of method {scorer.name!r}",
+        )
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from topreward.calibration import (
+        CalibrationConfig,
+        fit_calibration,
+        held_out_probabilities,
+        load_labelled,
+        plot_reliability,
+    )
+
+    config = CalibrationConfig(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(CalibrationConfig)}
+    )
+    data = load_labelled(args.inputs)
+    stated = {
+        "method": ("--scores-method", args.scores_method),
+        "value_name": ("--value-name", args.value_name),
+        "model": ("--model-id", args.model_id),
+    }
+    for key, (flag, value) in stated.items():
+        if value is None:
+            continue
+        if data.scored_with.get(key) not in (None, value):
+            raise ValueError(
+                f"{flag} {value!r} contradicts the records, whose {key} is {data.scored_with[key]!r}"
+            )
+        data.scored_with[key] = value
+    if data.scored_with.get("value_name") is None:
+        print("note: the records do not say what their scores are; pass --scores-method and --value-name")
+        print("      so that applying this calibration to other scores is refused")
+    calibration = fit_calibration(
+        data.scores,
+        data.labels,
+        config,
+        groups=data.groups,
+        ids=data.ids,
+        scored_with=data.scored_with,
+        sources=data.sources,
+    )
+    out = calibration.save(args.out)
+    m, n = calibration.metrics, calibration.counts
+    print(
+        f"{len(data.scores)} labelled episodes ({data.unlabelled} unlabelled and {data.skipped} skipped left out); "
+        f"fit: {n['fit']['success']} successes / {n['fit']['failure']} failures, "
+        f"held out: {n['test']['success']} / {n['test']['failure']}"
+    )
+    ci = m["roc_auc_ci"]
+    print(
+        f"{calibration.mapping}, threshold {calibration.threshold:.4f} ({calibration.threshold_rule}); held-out: "
+        f"ROC-AUC {m['roc_auc']:.3f}"
+        + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        + f", Brier {m['brier']:.4f}, ECE {m['ece']:.4f}, accuracy {m['accuracy']:.3f}"
+    )
+    for name, other in calibration.compared.items():
+        if "error" not in other:
+            print(f"  {name} on the same split: Brier {other['brier']:.4f}, ECE {other['ece']:.4f}")
+    print(f"wrote {out}")
+    if not args.no_plot:
+        plot = Path(args.plot) if args.plot else out.with_name(out.stem + "_reliability.png")
+        curves, labels = held_out_probabilities(data, config)
+        try:
+            title = f"held-out split, {len(labels)} episodes, {config.bins} equal-width bins"
+            print(f"wrote {plot_reliability(curves, labels, plot, bins=config.bins, title=title)}")
+        except ImportError as e:
+            if args.plot:
+                raise
+            print(f"no reliability diagram: {e}")
+    return 0
+
+
 def _open_source_args(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "camera": args.camera,
@@ -229,14 +329,17 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
 
     from topreward.annotate import ScorerSpec, annotate
     from topreward.datasets import open_source
+    from topreward.provenance import describe_source
     from topreward.scorers.registry import load_scorer
 
+    calibration = _calibration_arg(args)
     source_kwargs = _open_source_args(args)
     source = open_source(args.source, **source_kwargs)
     if args.engine == "ray":
-        scorer = ScorerSpec(args.method, method_options(args))
+        scorer = ScorerSpec(args.method, method_options(args))  # value names: checked on the results
     else:
         scorer = load_scorer(args.method, **method_options(args))
+        _check_calibration(calibration, scorer)
     summary = annotate(
         source,
         scorer,
@@ -247,7 +350,9 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         source_factory=functools.partial(open_source, args.source, **source_kwargs),
+        source_info=describe_source(source, args.source, episodes=args.episodes),
         progress_bar=not args.quiet,
+        calibration=calibration,
     )
     print(
         f"wrote {summary.out}: {summary.scored} episodes scored, {summary.reused} reused from an earlier run, "
@@ -294,22 +399,34 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from topreward.bench import BenchConfig, BenchDataset, run_bench
     from topreward.bench.presets import preset
     from topreward.bench.report import text_table
+    from topreward.bench.runner import dataset_names
     from topreward.scorers.registry import load_scorer
 
-    datasets = [BenchDataset(Path(str(spec).rstrip("/")).name, spec) for spec in args.datasets]
     episodes = args.episodes
+    datasets = []
     if args.preset:
         p = preset(args.preset)
         datasets += [BenchDataset(d.name, d.spec, d.paper_voc) for d in p["datasets"]]
         episodes = episodes or p["episodes"]
+    names = dataset_names(args.datasets, taken=[d.name for d in datasets])  # unique: folder or repo name
+    datasets = [BenchDataset(n, spec) for n, spec in zip(names, args.datasets)] + datasets
     if not datasets:
         raise ValueError("name at least one dataset (manifest, folder, LeRobot root or Hub id) or --preset")
     controls = tuple(c for c in args.controls.split(",") if c) if args.controls != "none" else ()
     bench = BenchConfig(
         episodes=episodes or 20, seed=args.seed, controls=controls, max_instructions=args.max_instructions
     )
+    calibration = _calibration_arg(args)
     scorer = load_scorer(args.method, **method_options(args))
-    summaries = run_bench(datasets, scorer, args.out, bench, progress_bar=not args.quiet)
+    summaries = run_bench(
+        datasets,
+        scorer,
+        args.out,
+        bench,
+        progress_bar=not args.quiet,
+        calibration=calibration,
+        overwrite=args.overwrite,
+    )
     print(text_table(summaries))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
@@ -457,6 +574,11 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
         "'progress' (per frame), 'subtasks' or 'success' (e.g. '{\"success\": true}')",
     )
     p.add_argument("--source-fps", type=float, default=None, help="frame rate of a frame folder")
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="a `topreward calibrate` JSON: also report success_probability and success (score >= threshold)",
+    )
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_score)
 
@@ -482,11 +604,18 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p.add_argument("--manifest", default=None, help="JSONL manifest for a folder of videos")
     p.add_argument("--instruction", default=None, help="instruction for videos without one")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output and work file (other settings)"
+    )
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray")
     p.add_argument("--workers", type=int, default=1, help="ray: scorer actors (one model each)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per scorer actor")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="a `topreward calibrate` JSON: also report success_probability and success (score >= threshold)",
+    )
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_annotate)
 
@@ -509,7 +638,14 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="evaluate a method on datasets: VOC, success AUC, controls, report")
     p.add_argument("datasets", nargs="*", help="manifests, video folders, LeRobot roots or Hub ids")
     p.add_argument("--preset", default=None, help="a named dataset list, e.g. oxe39 (the paper's Table 6)")
-    p.add_argument("--out", required=True, help="output folder (results, report.md, plots); reruns resume")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder (results, report.md, plots); reruns with the same settings resume",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete the results in --out first (e.g. other settings)"
+    )
     p.add_argument("--episodes", type=int, default=None, help="episodes per dataset (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode draw")
     p.add_argument(
@@ -521,6 +657,11 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
         "--max-instructions", type=int, default=8, help="instructions per dataset in the mismatch control"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="a `topreward calibrate` JSON: also report success_probability and success (score >= threshold)",
+    )
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_bench)
 
@@ -586,6 +727,33 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-replica", type=float, default=0.0, help="ray: GPUs per replica (default: 0)")
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit score -> success probability and a threshold on labelled episodes (bench output, JSONL, CSV)",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="`topreward bench --out` folders (their episodes.jsonl) or JSONL/CSV files of records with "
+        "success_score and success",
+    )
+    p.add_argument("--out", default="calibration.json", help="calibration JSON (default: calibration.json)")
+    p.add_argument("--plot", default=None, help="reliability diagram PNG (default: <out>_reliability.png)")
+    p.add_argument("--no-plot", action="store_true", help="no reliability diagram")
+    p.add_argument(
+        "--scores-method", default=None, help="the scoring method of the scores, if the records do not say"
+    )
+    p.add_argument(
+        "--value-name",
+        default=None,
+        help="what the scores are, e.g. 'log P(True)', if the records do not say",
+    )
+    p.add_argument("--model-id", default=None, help="the model that scored them, if the records do not say")
+    from topreward.calibration import CalibrationConfig
+
+    add_config_flags(p.add_argument_group("calibration options"), CalibrationConfig)
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("list", help="list scoring methods")
     p.set_defaults(func=_cmd_list)

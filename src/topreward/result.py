@@ -1,10 +1,10 @@
 """`ScoreResult`: what a scorer returns for one episode, and its stable JSON form.
 
 A common core that every method fills (evaluation points, raw `values`, `progress` in [0, 1],
-`frame_progress`, `success_score`, `dense_rewards`, config, model, version, timings), plus the method's own
-`signals` (TOPReward: `log_p_true`, `log_p_false`; an ensemble: per-prompt values; ...). In JSON the
-signals stand beside the core keys at the top level, so TOPReward's files keep the keys they always had;
-`result.log_p_true` reads a signal like an attribute.
+`frame_progress`, `success_score`, `dense_rewards`, config, model, version, timings, provenance), plus the
+method's own `signals` (TOPReward: `log_p_true`, `log_p_false`; an ensemble: per-prompt values; ...). In
+JSON the signals stand beside the core keys at the top level, so TOPReward's files keep the keys they always
+had; `result.log_p_true` reads a signal like an attribute.
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ class ScoreResult:
         config: every option of the scorer (backend, sampling, method); model: id, revision, family, dtype,
             device. version: topreward version; timings: seconds per stage.
         signals: method-specific values (TOPReward: `log_p_true`, `log_p_false` per prefix).
+        success_probability, success: P(success) and the decision `success_score >= threshold`, set by a
+            calibration (`topreward.calibration.Calibration.apply`); None when uncalibrated.
+        calibration: which calibration set them (path, mapping, threshold, the scores it was fitted on).
+        provenance: what the result was computed from (`topreward.provenance`): resolved source, camera,
+            method, config, model id (absolute path of a local folder) and commit, device, dtype, package
+            version, date.
     """
 
     method: str
@@ -70,6 +76,10 @@ class ScoreResult:
     episode_id: str | None = None
     value_name: str = "value"
     signals: dict[str, Any] = field(default_factory=dict)
+    success_probability: float | None = None
+    success: bool | None = None
+    calibration: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         clash = set(self.signals) & set(self.__dataclass_fields__)

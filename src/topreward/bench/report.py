@@ -204,6 +204,13 @@ def write_report(
         images += [
             p for p in (_histogram(plt, out, s.name, mine), _curves(plt, out, s.name, mine, plots)) if p
         ]
+    rated = [r for r in records if r.get("success_probability") is not None and r.get("success") is not None]
+    if len({bool(r["success"]) for r in rated}) == 2:  # a reliability diagram needs both outcomes
+        from topreward.calibration import plot_reliability
+
+        probs = [r["success_probability"] for r in rated]
+        plot_reliability(probs, [bool(r["success"]) for r in rated], out / "reliability.png")
+        images.append("reliability.png")
     text = _header(method, provenance)
     text += [
         markdown_table(summaries),

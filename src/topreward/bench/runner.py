@@ -21,7 +21,9 @@ the end.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ import numpy as np
 from topreward import metrics
 from topreward.episode import Episode
 from topreward.groundtruth import ground_truth_for
+from topreward.provenance import check_settings, describe_source, fingerprint, provenance, settings
 from topreward.worklog import JsonlLog
 
 logger = logging.getLogger(__name__)
@@ -95,6 +98,49 @@ def choose_episodes(ids: Sequence[str], n: int, seed: int) -> list[str]:
     return [ids[i] for i in sorted(pick)]
 
 
+def _name_parts(spec: str | Path) -> tuple[str, ...]:
+    """The resolved path (or Hub id) as parts, last = the dataset's own name: a folder or repo name, a
+    manifest's folder for the generic `manifest.jsonl`, else a file's stem."""
+    local = Path(spec).expanduser()
+    text = str(spec)
+    if not local.exists() and text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        return tuple(text.split("/"))  # a Hub id, as `open_source` reads it
+    local = local.resolve()
+    parts = tuple(p for p in local.parent.parts if p != local.anchor)
+    if local.is_dir():
+        return (*parts, local.name)
+    return parts if local.name == "manifest.jsonl" else (*parts, local.stem)
+
+
+def dataset_names(specs: Sequence[str | Path], taken: Sequence[str] = ()) -> list[str]:
+    """A unique short name per dataset (its folder or Hub repo name); when two would be equal, their parent
+    folders are prepended ("a/manifest.jsonl", "b/manifest.jsonl" -> "a", "b"; "x/data", "y/data" -> "x-data",
+    "y-data"). `taken`: names already in use (a preset's). The same dataset listed twice is an error."""
+    parts = [_name_parts(s) for s in specs]
+    seen: dict[tuple[str, ...], str] = {}
+    for spec, p in zip(specs, parts):
+        if p in seen:
+            raise ValueError(f"dataset {spec} is listed twice (as {seen[p]} too); list each dataset once")
+        seen[p] = str(spec)
+    depth = [1] * len(parts)
+    while True:
+        names = ["-".join(p[-d:]) for p, d in zip(parts, depth)]
+        counts = Counter([*names, *taken])
+        clash = [i for i, n in enumerate(names) if counts[n] > 1 and depth[i] < len(parts[i])]
+        if not clash:
+            break
+        for i in clash:
+            depth[i] += 1
+    used = set(taken)
+    for i, name in enumerate(names):  # still equal with no parent left (e.g. a preset's name): number it
+        k, unique = 2, name
+        while unique in used:
+            unique, k = f"{name}-{k}", k + 1
+        names[i] = unique
+        used.add(unique)
+    return names
+
+
 def _finite(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
@@ -110,6 +156,10 @@ def episode_record(
         "num_frames": ep.num_frames,
         "fps": ep.fps,
         "success": ep.annotations.get("success"),
+        "method": result.method,
+        "value_name": result.value_name,
+        "model": (result.model or {}).get("id"),
+        "kind": ep.annotations.get("kind"),
         "voc": _finite(metrics.voc(result.progress, ends)),
         "success_score": float(result.success_score),
         "prefix_end_frames": ends.tolist(),
@@ -122,10 +172,23 @@ def episode_record(
     if gt is not None:
         at_ends = np.asarray(gt)[ends]
         rec["gt"] = at_ends.tolist()
+        rec["gt_frames"] = np.round(np.asarray(gt, float), 4).tolist()  # the whole episode, for plots
         rec["gt_spearman"] = _finite(metrics.voc(result.progress, at_ends))
         rec["gt_pearson"] = _finite(metrics.pearson(result.progress, at_ends))
     rec.update(controls)
     return rec
+
+
+def _calibrated(rec: dict[str, Any], calibration) -> dict[str, Any]:
+    """`rec` with the calibration's `success_probability` and `predicted_success` (label stays `success`)."""
+    if calibration is None or "skipped" in rec or "success_probability" in rec:
+        return rec
+    score = rec["success_score"]
+    return {
+        **rec,
+        "success_probability": float(calibration.probability(score)),
+        "predicted_success": bool(calibration.predict(score)),
+    }
 
 
 def _controls(scorer, ep: Episode, result, wanted: Sequence[str]) -> dict[str, Any]:
@@ -193,8 +256,19 @@ def run_bench(
     *,
     open_source=None,
     progress_bar: bool = True,
+    calibration=None,
+    overwrite: bool = False,
 ) -> list[DatasetSummary]:
-    """Score, control, summarise and report; resumable through the JSONL logs in `out_dir`."""
+    """Score, control, summarise and report; resumable through the JSONL logs in `out_dir`.
+
+    With a `topreward.calibration.Calibration`, each record also gets `success_probability` and
+    `predicted_success` (`success` stays the episode's label).
+
+    Every record carries its `provenance` and the run's `settings` with their `fingerprint` (resolved
+    source, episode id, method, method and sampling options, per-episode controls, model id and revision;
+    `topreward.provenance`). A rerun reuses only records with its own fingerprint and refuses an `out_dir`
+    computed with other settings, listing what differs; `overwrite=True` deletes the earlier results.
+    """
     from tqdm.auto import tqdm
 
     from topreward.bench.report import write_report
@@ -202,13 +276,40 @@ def run_bench(
     if open_source is None:
         from topreward.datasets import open_source
     config = config or BenchConfig()
+    if calibration is not None:
+        options = scorer.options() if hasattr(scorer, "options") else {}
+        calibration.check_scores(
+            scorer.name,
+            getattr(scorer, "value_name", None),
+            success_window=options.get("success_window"),
+            where=f"the scores of method {scorer.name!r}",
+        )
+    twice = sorted(name for name, n in Counter(ds.name for ds in datasets).items() if n > 1)
+    if twice:
+        raise ValueError(
+            f"dataset name(s) {twice} used for more than one dataset; give each its own name "
+            "(topreward.bench.runner.dataset_names picks unique ones)"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for name in ("episodes.jsonl", "mismatch.jsonl", "provenance.json"):
+            (out / name).unlink(missing_ok=True)
+    sources = {ds.name: open_source(ds.spec) for ds in datasets}
+    provs, runs = {}, {}  # per dataset: provenance; settings of its episode and mismatch records
+    for ds in datasets:
+        selection = {"per_dataset": config.episodes, "seed": config.seed}
+        provs[ds.name] = provenance(scorer, describe_source(sources[ds.name], ds.spec, episodes=selection))
+        per_episode = sorted(set(config.controls) - {"mismatch"})
+        runs[ds.name] = (settings(provs[ds.name], controls=per_episode), settings(provs[ds.name]))
     episodes_log = JsonlLog(out / "episodes.jsonl", ("dataset", "episode_id"))
     mismatch_log = JsonlLog(out / "mismatch.jsonl", ("dataset", "episode_id", "instruction"))
+    for which, log in enumerate((episodes_log, mismatch_log)):
+        _check_log(log, {name: run[which] for name, run in runs.items()})
     summaries = []
     for ds in datasets:
-        source = open_source(ds.spec)
+        source = sources[ds.name]
+        episode_run, mismatch_run = runs[ds.name]
         chosen = choose_episodes(source.episode_ids(), config.episodes, config.seed)
         for eid in tqdm(chosen, desc=ds.name, unit="ep", disable=not progress_bar):
             if (ds.name, str(eid)) in episodes_log:
@@ -219,10 +320,14 @@ def run_bench(
             try:
                 result = scorer.score(ep)
                 rec = episode_record(ds.name, ep, gt, result, _controls(scorer, ep, result, config.controls))
+                rec = _calibrated(rec, calibration)
             except (ValueError, FileNotFoundError, OSError) as e:  # e.g. a corrupt video: skip, recorded
                 logger.warning("%s/%s skipped: %s", ds.name, eid, e)
                 rec = {"dataset": ds.name, "episode_id": str(eid), "skipped": str(e)}
-            episodes_log.add(rec)
+            episodes_log.add(_stamped(rec, episode_run, provs[ds.name]))
+        for e in chosen:  # records of an earlier run without the calibration get it in memory (report)
+            key = (ds.name, str(e))
+            episodes_log.records[key] = _calibrated(episodes_log.records[key], calibration)
         records = [episodes_log.records[(ds.name, str(e))] for e in chosen]
         done = [r for r in records if "skipped" not in r]
         mismatch = []
@@ -234,7 +339,8 @@ def run_bench(
                 )
                 texts = [texts[i] for i in sorted(pick)]
             if len(texts) >= 2:
-                for r in done:
+                desc = f"{ds.name} mismatched instructions"
+                for r in tqdm(done, desc=desc, unit="ep", disable=not progress_bar):
                     keys = {text: (ds.name, r["episode_id"], text) for text in texts}
                     own = {r["instruction"]: r["success_score"]}
                     todo = [t for t in texts if keys[t] not in mismatch_log and t not in own]
@@ -244,12 +350,15 @@ def run_bench(
                     for text in texts:
                         if keys[text] not in mismatch_log:
                             mismatch_log.add(
-                                {
-                                    "dataset": ds.name,
-                                    "episode_id": r["episode_id"],
-                                    "instruction": text,
-                                    "success_score": float(own[text]),
-                                }
+                                _stamped(
+                                    {
+                                        "dataset": ds.name,
+                                        "episode_id": r["episode_id"],
+                                        "instruction": text,
+                                        "success_score": float(own[text]),
+                                    },
+                                    mismatch_run,
+                                )
                             )
                         mismatch.append(mismatch_log.records[keys[text]])
         summaries.append(summarize(ds, done, mismatch))
@@ -260,4 +369,61 @@ def run_bench(
         config.plots,
         method=getattr(scorer, "name", "?"),
     )
+    _write_provenance(out, provs)
     return summaries
+
+
+def _stamped(rec: dict[str, Any], run: dict[str, Any], prov: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`rec` with the run's settings and their fingerprint (and the provenance, for episode records)."""
+    rec = {**rec, "settings": run, "fingerprint": fingerprint(run, rec["episode_id"])}
+    if prov is not None:
+        rec["provenance"] = prov
+    return rec
+
+
+def _check_log(log: JsonlLog, runs: dict[str, dict[str, Any]]) -> None:
+    """Refuse a log with records computed otherwise than this run would (`provenance.check_settings`).
+
+    A record of a dataset in this run must have this run's fingerprint; a record of another dataset (an
+    earlier run into the same folder) must share everything but the source, so one report never mixes
+    methods, options or models.
+    """
+    if not runs:
+        return
+    shared = [k for k in next(iter(runs.values())) if not k.startswith("source.")]
+    for rec in log.records.values():
+        where = f"{log.path} (dataset {rec['dataset']!r}, episode {rec['episode_id']!r})"
+        run = runs.get(rec["dataset"])
+        if run is None:
+            old = rec.get("settings")
+            check_settings(where, old, next(iter(runs.values())), keys=shared)
+        elif rec.get("fingerprint") != fingerprint(run, rec["episode_id"]):
+            check_settings(where, rec.get("settings"), run)
+
+
+def _write_provenance(out: Path, provs: dict[str, dict[str, Any]]) -> None:
+    """`<out>/provenance.json` (per dataset, earlier runs' datasets kept) and a section ending the report."""
+    path = out / "provenance.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**earlier, **provs}, indent=1, sort_keys=True) + "\n")
+    report = out / "report.md"
+    if not provs or not report.exists():
+        return
+    first = next(iter(provs.values()))
+    model = first["model"]
+    lines = [
+        "",
+        "## Provenance",
+        "",
+        f"method `{first['method']}`; model `{model['id']}` (revision {model['revision']}, commit "
+        f"{model['commit']}); device {first['device']}, dtype {first['dtype']}; topreward "
+        f"{first['topreward_version']}; {first['date']}. Every option: `provenance.json`.",
+        "",
+    ]
+    for name, prov in provs.items():
+        src = prov["source"]
+        where = src.get("path") or f"{src.get('repo')}@{src.get('revision')}"
+        camera = f", camera `{src['camera']}`" if src.get("camera") else ""
+        lines.append(f"- {name}: `{where}`{camera}")
+    with report.open("a") as f:
+        f.write("\n".join(lines) + "\n")

@@ -288,7 +288,14 @@ class Scorer:
             source=episode.source,
             episode_id=episode.episode_id,
             signals=out.signals,
+            provenance=_provenance(self, episode),
         )
+
+
+def _provenance(scorer: Scorer, episode: Episode) -> dict[str, Any]:
+    from topreward.provenance import describe_episode, provenance
+
+    return provenance(scorer, describe_episode(episode))
 
 
 def _version() -> str:
