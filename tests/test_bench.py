@@ -282,7 +282,12 @@ def test_two_manifests_with_the_same_file_name_keep_their_own_results(tiny_model
     assert len({r["fingerprint"] for r in records}) == 2
     prov = json.loads((tmp_path / "o" / "provenance.json").read_text())
     assert set(prov) == {"a", "b"} and prov["a"]["model"]["id"] == str(tiny_model_dirs["qwen3_vl"].resolve())
-    assert "## Provenance" in (tmp_path / "o" / "report.md").read_text()
+    header = (tmp_path / "o" / "report.md").read_text().split("\n\n")[1]  # the provenance table
+    assert (
+        "| source a | `" in header
+        and "| source b | `" in header
+        and "| conventions | `topreward` |" in header
+    )
 
 
 def test_a_dataset_name_with_another_source_is_refused(tmp_path):

@@ -81,12 +81,11 @@ class ScorerSpec:
 
     def preparer(self):
         """The frame preparation, built without loading the model (only its video processor config)."""
-        from topreward.sampling import FramePreparer
         from topreward.scorers.base import split_options
         from topreward.scorers.registry import scorer_class
 
-        backend_config, sampling, _ = split_options(self.name, scorer_class(self.name).Config, self.options)
-        return FramePreparer(sampling, backend_config.patch_factor())
+        cls = scorer_class(self.name)
+        return cls.preparer_for(*split_options(self.name, cls.Config, self.options))
 
 
 @dataclass

@@ -417,7 +417,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         episodes=episodes or 20, seed=args.seed, controls=controls, max_instructions=args.max_instructions
     )
     calibration = _calibration_arg(args)
-    scorer = load_scorer(args.method, **method_options(args))
+    options = method_options(args)
+    wanted = args.preset and preset(args.preset).get("conventions")
+    if wanted and "conventions" in options and not _given(args, "--conventions"):
+        options["conventions"] = wanted
+        print(f"note: --preset {args.preset} runs --conventions {wanted}, as its reference numbers were made")
+    scorer = load_scorer(args.method, **options)
     summaries = run_bench(
         datasets,
         scorer,
@@ -430,6 +435,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(text_table(summaries))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def _given(args: argparse.Namespace, flag: str) -> bool:
+    """Whether `flag` was written on the command line (not just left at its default)."""
+    return any(a == flag or a.startswith(flag + "=") for a in getattr(args, "argv", []))
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -780,6 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    args.argv = argv
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as e:

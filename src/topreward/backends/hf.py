@@ -246,6 +246,41 @@ class HFBackend:
         span = log_probs[torch.arange(j0, j1), targets].cpu().numpy().astype(np.float64)
         return Answer(nxt, span, tuple(targets))
 
+    @torch.inference_mode()
+    def last_token_log_probs(
+        self,
+        frames: np.ndarray,
+        fps: float,
+        indices: list[int],
+        before: str,
+        after: str,
+        extra: tuple[int, ...] = (),
+        *,
+        upcast: bool = True,
+    ) -> np.ndarray:
+        """Log-probs at the position that predicts the last token of [before, video, after]: that token's,
+        then those of the `extra` ids — one plain forward (the peer pipelines of `topreward.conventions`).
+
+        `frames` (T, h, w, 3) are at their final size, uint8 or float in [0, 255] (no resizing or frame
+        sampling by the processor); `fps` and `indices` are the video metadata the processor turns into
+        timestamps. `upcast`: log-softmax in float32 (else in the logits' own dtype, e.g. bf16).
+        """
+        from transformers.video_utils import VideoMetadata
+
+        meta = VideoMetadata(total_num_frames=len(indices), fps=float(fps), frames_indices=list(indices))
+        inputs = self.processor(
+            text=[before + self.family.video_placeholder + after],
+            videos=[frames],
+            video_metadata=[meta],
+            return_tensors="pt",
+            **self.processor_kwargs(),
+        )
+        ids = inputs["input_ids"][0]
+        self.check_context(len(ids))
+        logits = self.model(**self._to_device(inputs), logits_to_keep=2).logits[0, 0]
+        log_probs = torch.log_softmax(logits.float() if upcast else logits, dim=-1)
+        return log_probs[[int(ids[-1]), *extra]].float().cpu().numpy().astype(np.float64)
+
     # ---- the video cache (both paths) -------------------------------------------------------------
     def video_cache(
         self,

@@ -2,7 +2,8 @@
 
 `oxe39`: the 39 Open X-Embodiment datasets of the TOPReward paper's Appendix C (Table 6), 20 episodes
 each in the paper. `paper_voc` is the paper's TOPReward VOC with Qwen3-VL-8B for that dataset, printed
-beside ours. Hub ids point at LeRobot's ports of the OXE datasets; they could not be checked from this
+beside ours; the preset runs `--conventions paper` (the authors' first public code, which produced those
+numbers) unless `--conventions` is given. Hub ids point at LeRobot's ports of the OXE datasets; they could not be checked from this
 project's machines (no Hub access): if one has moved, pass the dataset explicitly instead of the preset.
 """
 
@@ -71,6 +72,8 @@ _HUB_NAMES = {
 PRESETS: dict[str, dict] = {
     "oxe39": {
         "episodes": 20,
+        # the paper's numbers came from the authors' first public code: compare like with like
+        "conventions": "paper",
         "datasets": [PresetDataset(n, f"lerobot/{_HUB_NAMES.get(n, n)}", v) for n, v in _OXE39],
     },
 }

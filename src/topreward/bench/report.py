@@ -192,6 +192,7 @@ def write_report(
     method: str,
     *,
     provenance: dict[str, Any] | None = None,
+    conventions: str | None = None,
     extra_images: list[str] = (),
 ) -> Path:
     """Write `out/report.md` and its PNGs; `plots` caps the representative curves per dataset."""
@@ -222,6 +223,13 @@ def write_report(
         "group, the one with the group's median VOC.",
         "",
     ]
+    if any(s.paper_voc is not None for s in summaries):
+        like = "like for like" if conventions == "paper" else "NOT like for like: run `--conventions paper`"
+        text += [
+            "paper VOC: the TOPReward paper's Table 6 (Qwen3-VL-8B, bf16, the authors' first public code = "
+            f"`--conventions paper`); every other column: this run (conventions `{conventions}`) — {like}.",
+            "",
+        ]
     text += [f"![{name}]({name})" for name in [*images, *extra_images]]
     text += ["", "## Episodes", "", _markdown(episode_rows(records))]
     path = out / "report.md"

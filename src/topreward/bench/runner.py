@@ -368,9 +368,34 @@ def run_bench(
         [r for r in episodes_log.records.values() if "skipped" not in r],
         config.plots,
         method=getattr(scorer, "name", "?"),
+        provenance=report_header(provs, config),
+        conventions=getattr(getattr(scorer, "config", None), "conventions", None),
     )
     _write_provenance(out, provs)
     return summaries
+
+
+def report_header(provs: dict[str, dict[str, Any]], config: BenchConfig) -> dict[str, Any]:
+    """What the report's header says about the run: method, conventions, model, machine, sources."""
+    if not provs:
+        return {}
+    first = next(iter(provs.values()))
+    model, options = first["model"], first["config"]
+    head = {
+        "method": first["method"],
+        "conventions": options.get("conventions"),
+        "model": f"{model['id']} (revision {model['revision']}, commit {model['commit']})",
+        "device, dtype": f"{first['device']}, {first['dtype']}",
+        "episodes per dataset, seed": f"{config.episodes}, {config.seed}",
+        "controls": ", ".join(config.controls) or "none",
+        "topreward, date": f"{first['topreward_version']}, {first['date']}",
+    }
+    for name, prov in provs.items():
+        src = prov["source"]
+        where = src.get("path") or f"{src.get('repo')}@{src.get('revision')}"
+        head[f"source {name}"] = where + (f" (camera {src['camera']})" if src.get("camera") else "")
+    head["every option"] = "provenance.json"
+    return {k: v for k, v in head.items() if v is not None}
 
 
 def _stamped(rec: dict[str, Any], run: dict[str, Any], prov: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -402,28 +427,7 @@ def _check_log(log: JsonlLog, runs: dict[str, dict[str, Any]]) -> None:
 
 
 def _write_provenance(out: Path, provs: dict[str, dict[str, Any]]) -> None:
-    """`<out>/provenance.json` (per dataset, earlier runs' datasets kept) and a section ending the report."""
+    """`<out>/provenance.json`: per dataset, earlier runs' datasets kept (the report's header sums it up)."""
     path = out / "provenance.json"
     earlier = json.loads(path.read_text()) if path.exists() else {}
     path.write_text(json.dumps({**earlier, **provs}, indent=1, sort_keys=True) + "\n")
-    report = out / "report.md"
-    if not provs or not report.exists():
-        return
-    first = next(iter(provs.values()))
-    model = first["model"]
-    lines = [
-        "",
-        "## Provenance",
-        "",
-        f"method `{first['method']}`; model `{model['id']}` (revision {model['revision']}, commit "
-        f"{model['commit']}); device {first['device']}, dtype {first['dtype']}; topreward "
-        f"{first['topreward_version']}; {first['date']}. Every option: `provenance.json`.",
-        "",
-    ]
-    for name, prov in provs.items():
-        src = prov["source"]
-        where = src.get("path") or f"{src.get('repo')}@{src.get('revision')}"
-        camera = f", camera `{src['camera']}`" if src.get("camera") else ""
-        lines.append(f"- {name}: `{where}`{camera}")
-    with report.open("a") as f:
-        f.write("\n".join(lines) + "\n")

@@ -163,6 +163,11 @@ class Scorer:
         """The model-free, picklable frame preparation of this scorer (sampling and resizing)."""
         return FramePreparer(self.sampling, int(self.backend.patch_factor))
 
+    @classmethod
+    def preparer_for(cls, backend_config: BackendConfig, sampling: SamplingConfig, config: MethodConfig):
+        """The same preparation built from configs alone, without loading the model (e.g. on a Ray driver)."""
+        return FramePreparer(sampling, backend_config.patch_factor())
+
     def prepare(self, episode: Episode) -> ModelVideo:
         return self.preparer(episode)
 

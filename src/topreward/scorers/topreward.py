@@ -12,10 +12,12 @@ Recipe:
      source frame; success score = mean log P(True) of the last 3 prefixes (§5.2); dense rewards from
      progress increments (Eq.3, our reading in `topreward.rewards`).
 
-Default prompt style: `authors` — the user-turn header kept, no end of turn, no assistant turn — because
-that is what the authors' released code feeds the model and so what produced the published numbers; `raw`
-(the paper's text read literally: video tokens then the prompt) and `chat` (full template, the paper's
-§5.4 ablation, which it reports as much worse) are options.
+Default prompt style: `authors` — the user-turn header kept, no end of turn, no assistant turn — the
+layout of the authors' code (with our instruction formatting: one period after it); `raw` (the paper's
+text read literally: video tokens then the prompt) and `chat` (the full template with its generation
+prompt, then " True") are options. For the authors' or LeRobot's exact pipelines (verbatim instruction,
+their frames and sizes, "True" after the chat template's assistant header) use `conventions`
+(`topreward.conventions`).
 
 `signal="contrast"` uses log P(True) − log P(False) as the raw value instead (the "Cheap (and Good)
 Rewards" blog tried it and found it worse: mean VOC 0.520 vs 0.766 on its 7 videos with Qwen3-VL-2B); both
@@ -33,6 +35,7 @@ from typing import Literal
 import numpy as np
 
 from topreward.backends.base import Request
+from topreward.conventions import CONVENTIONS, AllFrames, peer_pipeline
 from topreward.prompts import PROMPT_STYLES, TOPREWARD_TEMPLATE, PromptStyle
 from topreward.sampling import option
 from topreward.scorers.base import DEFAULT_MODEL, CacheScorer, MethodConfig, MethodOutput, clean_instruction
@@ -52,6 +55,11 @@ class TOPRewardConfig(MethodConfig):
         "true",
         "raw value: log P(answer) (true) or log P(answer) - log P(contrast) (contrast)",
         choices=("true", "contrast"),
+    )
+    conventions: str = option(
+        "topreward",
+        "whose pipeline: topreward (ours) | paper | authors | lerobot (a peer's, reproduced exactly; README)",
+        choices=CONVENTIONS,
     )
 
     def __post_init__(self) -> None:
@@ -75,11 +83,22 @@ class TOPRewardScorer(CacheScorer):
 
     def setup(self) -> None:
         cfg = self.config
+        self.pipeline = peer_pipeline(cfg.conventions, self.options(), self.default_options())
+        if self.pipeline is not None and self.backend.family.name != "qwen3_vl":
+            raise ValueError(
+                f"conventions={cfg.conventions!r} reproduces code that runs Qwen3-VL models only; model "
+                f"{self.backend.model_id} is {self.backend.family.name} (use conventions='topreward')"
+            )
         self.token_ids = (self.backend.token_id(cfg.answer), self.backend.token_id(cfg.contrast))
         if cfg.signal == "contrast":
             self.value_name = "log P(True) - log P(False)"
 
     def text_before_video(self) -> str:
+        if self.pipeline is not None:
+            raise ValueError(
+                f"conventions={self.config.conventions!r} scores each prefix from scratch, as that code does; "
+                "streaming and the shared video cache need conventions='topreward'"
+            )
         return self.backend.prompt_text(self.config.prompt_style, format_prompt("x")).before
 
     def requests_for(self, instructions: list[str], points: list[int]) -> list[Request]:
@@ -94,4 +113,64 @@ class TOPRewardScorer(CacheScorer):
             true, false = lp[:, 0], lp[:, 1]
             values = true - false if self.config.signal == "contrast" else true
             outputs.append(MethodOutput(values, {"log_p_true": true, "log_p_false": false}))
+        return outputs
+
+    # ---- a peer's conventions (`topreward.conventions`): its calls, one plain forward each ----------
+    @classmethod
+    def default_options(cls) -> dict:
+        from dataclasses import asdict
+
+        from topreward.scorers.base import BackendConfig, SamplingConfig
+
+        return {**asdict(BackendConfig()), **asdict(SamplingConfig()), **asdict(cls.Config())}
+
+    @property
+    def preparer(self):
+        return super().preparer if self.pipeline is None else AllFrames()
+
+    @classmethod
+    def preparer_for(cls, backend_config, sampling, config):
+        if config.conventions == "topreward":
+            return super().preparer_for(backend_config, sampling, config)
+        return AllFrames()
+
+    def _calls(self, video):
+        hw = tuple(video.frames.shape[1:3])
+        return self.pipeline.calls(
+            self.backend, video.num_frames, video.source_fps, hw, self.sampling.num_prefixes
+        )
+
+    def evaluation_points(self, video) -> list[int]:
+        if self.pipeline is None:
+            return super().evaluation_points(video)
+        return [c.end + 1 for c in self._calls(video)]
+
+    def compute_many(self, video, instructions: list[str], points: list[int]) -> list[MethodOutput]:
+        if self.pipeline is None:
+            return super().compute_many(video, instructions, points)
+        peer, calls, b = self.pipeline, self._calls(video), self.backend
+        base = peer.base(video.frames)
+        extra = tuple(b.token_id(word) for _, word in peer.extra)
+        outputs = []
+        for text in instructions:
+            before, after = peer.prompt(b, text, self.config.prompt_style)
+            lp = np.stack(
+                [
+                    b.last_token_log_probs(
+                        peer.final(base[list(c.frames)], c),
+                        c.fps,
+                        list(c.indices),
+                        before,
+                        after,
+                        extra,
+                        upcast=peer.upcast,
+                    )
+                    for c in calls
+                ]
+            )
+            signals = {
+                "log_p_true": lp[:, 0],
+                **{name: lp[:, 1 + j] for j, (name, _) in enumerate(peer.extra)},
+            }
+            outputs.append(MethodOutput(lp[:, 0], signals, progress=peer.normalise(lp[:, 0])))
         return outputs
