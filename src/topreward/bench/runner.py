@@ -55,7 +55,7 @@ class BenchConfig:
     seed: int = 0
     controls: tuple[str, ...] = CONTROLS
     max_instructions: int = 8
-    plots: int = 3
+    plots: int = 8  # representative curves per dataset: one per (kind, outcome) group, at most this many
 
     def __post_init__(self) -> None:
         bad = set(self.controls) - set(CONTROLS)
