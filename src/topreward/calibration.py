@@ -58,6 +58,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from topreward.sampling import check_choices, option
+from topreward.worklog import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -691,14 +692,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     if path.suffix.lower() == ".csv":
         with open(path, newline="") as f:
             return list(csv.DictReader(f))
-    records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n} is not a JSON line ({e})") from e
-    return records
+    return read_jsonl(path)
 
 
 def _model_id(rec: dict[str, Any]) -> str | None:

@@ -11,6 +11,22 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines file (blank lines skipped); a damaged line is an error naming it."""
+    path = Path(path)
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(
+                        f"{path}:{lineno}: not a JSON line ({e.msg}); the file is damaged"
+                    ) from e
+    return records
+
+
 class JsonlLog:
     """Records keyed by some of their fields; each `add` is one line, flushed and fsynced.
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from topreward.episode import Episode
 from topreward.video import seek_read_frames
+from topreward.worklog import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -153,15 +154,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         raise FileNotFoundError(
             f"{path} not found; a LeRobot v2.x dataset needs it (is the download complete?)"
         )
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg}); the file is damaged") from e
-    return rows
+    return read_jsonl(path)
 
 
 def _read_parquet_rows(path: Path, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
