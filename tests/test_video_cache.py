@@ -127,30 +127,3 @@ def test_missing_capability_names_it_and_a_backend_that_has_it():
     with pytest.raises(ValueError, match="'multi_image'.*'text-only' lacks.*backend='transformers'"):
         require(TextOnly(), {"log_probs", "multi_image"}, "lrm-progress")
     require(TextOnly(), {"log_probs"}, "topreward")
-
-
-def test_generate_is_greedy_after_the_video(qwen3_backend):
-    import torch
-
-    b = qwen3_backend
-    v = video(b, 4)
-    prompt = b.prompt_text("authors", TEXTS[0])
-    text = b.generate(v, prompt, max_new_tokens=3)
-    inputs = b.processor(
-        text=[b.full_text(prompt)],
-        videos=[v.frames],
-        video_metadata=[b.prefix_metadata(v, 4)],
-        return_tensors="pt",
-        **b.processor_kwargs(),
-    )
-    ids = inputs["input_ids"]
-    with torch.inference_mode():  # greedy by hand: one full forward per new token
-        for _ in range(3):
-            step = {**inputs, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
-            if "mm_token_type_ids" in inputs:  # new text tokens are of type 0
-                pad = torch.zeros(1, ids.shape[1] - inputs["input_ids"].shape[1], dtype=torch.long)
-                step["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], pad], dim=1)
-            nxt = b.model(**step).logits[0, -1].argmax()
-            ids = torch.cat([ids, nxt.view(1, 1)], dim=1)
-    new = ids[0, inputs["input_ids"].shape[1] :].tolist()
-    assert text == b.processor.tokenizer.decode(new, skip_special_tokens=True)

@@ -124,6 +124,59 @@ class Answer:
     span_tokens: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class Generation:
+    """How a backend generates text (`Backend.chat`).
+
+    Attributes:
+        max_new_tokens: cap on generated tokens.
+        stop: strings that end the answer; the answer is cut before the first one (not included).
+        temperature: 0 = greedy (the default, deterministic); > 0 samples, seeded by `seed`.
+        seed: the sampling seed (a given seed gives the same text on the same backend and model).
+    """
+
+    max_new_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    temperature: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.max_new_tokens, bool)
+            or not isinstance(self.max_new_tokens, int)
+            or self.max_new_tokens < 1
+        ):
+            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not (isinstance(self.temperature, (int, float)) and 0 <= self.temperature < float("inf")):
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+        if isinstance(self.stop, str) or any(not isinstance(x, str) or not x for x in self.stop):
+            raise ValueError(f"stop must be a tuple of non-empty strings, got {self.stop!r}")
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """`text` up to (not including) the earliest stop string."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+#: A part of a chat prompt: text, one image (uint8 RGB (H, W, 3)), or a video (`ModelVideo`).
+Part = Any
+
+
+def check_parts(parts: list) -> None:
+    """Parts are strings, uint8 (H, W, 3) images or `ModelVideo`s; at least one string."""
+    if not parts or not any(isinstance(p, str) for p in parts):
+        raise ValueError("a chat prompt needs at least one text part")
+    for i, p in enumerate(parts):
+        if isinstance(p, (str, ModelVideo)):
+            continue
+        if not (isinstance(p, np.ndarray) and p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3):
+            raise TypeError(
+                f"chat part {i} is {type(p).__name__} {getattr(p, 'shape', '')}; give text, a uint8 (H, W, 3) "
+                "image or a ModelVideo"
+            )
+
+
 class VideoCacheLike(Protocol):
     """A video held by a backend, answering many requests: `score(requests)`, `extend(frames)`."""
 
@@ -138,7 +191,8 @@ class VideoCacheLike(Protocol):
 class Backend(Protocol):
     """The contract every backend implements; optional parts are announced in `capabilities`.
 
-    Optional, by capability: `generate(video, prompt, max_new_tokens) -> str` (`generation`) and
+    Optional, by capability: `chat(parts, generation) -> str` (`generation`: one user turn of text,
+    images and videos, the model's answer cut at the stop strings) and
     `image_log_probs(prompt, images, requests, *, path, batch_size) -> list[Answer]` (`multi_image`).
     """
 

@@ -24,9 +24,12 @@ from topreward.backends.base import (
     MULTI_IMAGE,
     PREFIX_SHARING,
     Answer,
+    Generation,
     ModelVideo,
     Request,
     appended,
+    check_parts,
+    cut_at_stop,
 )
 from topreward.backends.prefix_sharing import TextTokens
 from topreward.backends.qwen_vl import QwenVLFamily, family_for
@@ -326,20 +329,53 @@ class HFBackend:
 
     # ---- generation -------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, video: ModelVideo, prompt: PromptText, max_new_tokens: int = 256) -> str:
-        """Greedy text after [before, video, after]."""
-        inputs = self.processor(
-            text=[self.full_text(prompt)],
-            videos=[video.frames],
-            video_metadata=[self.prefix_metadata(video, video.num_frames)],
-            return_tensors="pt",
-            **self.processor_kwargs(),
+    def chat(self, parts: list, generation: Generation | None = None) -> str:
+        """The model's answer to one user turn of text, images (uint8 (H, W, 3)) and videos (`ModelVideo`).
+
+        The chat template with its generation prompt; images at the processor's own resizing, videos as
+        prepared (no resizing or frame sampling, their real timestamps). Greedy unless
+        `generation.temperature` > 0 (then sampled with `generation.seed`); the text is cut before the
+        first stop string.
+        """
+        generation = generation or Generation()
+        check_parts(parts)
+        content, images, videos, metas = [], [], [], []
+        for p in parts:
+            if isinstance(p, str):
+                content.append({"type": "text", "text": p})
+            elif isinstance(p, ModelVideo):
+                content.append({"type": "video"})
+                videos.append(p.frames)
+                metas.append(self.prefix_metadata(p, p.num_frames))
+            else:
+                content.append({"type": "image"})
+                images.append(p)
+        text = self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
-        self.check_context(inputs["input_ids"].shape[1] + max_new_tokens)
-        out = self.model.generate(**self._to_device(inputs), max_new_tokens=max_new_tokens, do_sample=False)
-        return self.processor.tokenizer.decode(
-            out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        kwargs: dict[str, Any] = {}
+        if videos:
+            kwargs.update(videos=videos, video_metadata=metas, **self.processor_kwargs())
+        if images:
+            kwargs["images"] = images
+        inputs = self.processor(text=[text], return_tensors="pt", **kwargs)
+        n = inputs["input_ids"].shape[1]
+        self.check_context(n + generation.max_new_tokens)
+        sample = generation.temperature > 0
+        if sample:
+            torch.manual_seed(generation.seed)
+        out = self.model.generate(
+            **self._to_device(inputs),
+            max_new_tokens=generation.max_new_tokens,
+            do_sample=sample,
+            temperature=generation.temperature if sample else None,
+            top_p=None,
+            top_k=None,
+            stop_strings=list(generation.stop) or None,
+            tokenizer=self.processor.tokenizer if generation.stop else None,
         )
+        answer = self.processor.tokenizer.decode(out[0, n:], skip_special_tokens=True)
+        return cut_at_stop(answer, generation.stop)
 
     # ---- several images in one prompt (reference path) ------------------------------------------
     def image_chat(self, parts: list[str | np.ndarray]) -> tuple[str, list[np.ndarray]]:
