@@ -97,6 +97,8 @@ class AnnotateSummary:
     frames: int = 0
     seconds: float = 0.0
     skipped_reasons: dict[str, str] = field(default_factory=dict)
+    #: episodes scored whose method recorded a failure (e.g. GVL's unreadable answer): progress NaN
+    failed_reasons: dict[str, str] = field(default_factory=dict)
 
 
 def plan(source) -> tuple[list[EpisodeTask], dict[str, str]]:
@@ -337,6 +339,9 @@ def annotate(
 
     records = [work.records[(t.episode_id,)] for t in tasks]
     summary.skipped_reasons = {r["episode_id"]: r["reason"] for r in records if r["status"] != "ok"}
+    summary.failed_reasons = {
+        r["episode_id"]: r["result"]["failure"] for r in records if r["result"] and r["result"].get("failure")
+    }
     # the model as the results describe it: the same for both engines (Ray loads it in the workers)
     scored = next((r["result"]["model"] for r in records if r["result"] is not None), None)
     prov = provenance(scorer, source_info, model=scored)
@@ -347,6 +352,7 @@ def annotate(
         "model_revision": prov["model"]["revision"],
         "topreward_version": __version__,
         "provenance": prov,
+        "failed_episodes": summary.failed_reasons,
     }
     if calibration is not None:
         records = [

@@ -169,6 +169,8 @@ def _print_summary(result) -> None:
     print(
         f"method: {result.method}  instruction: {result.instruction!r}  success score: {result.success_score:.3f}"
     )
+    if result.signals.get("failure"):
+        print(f"FAILED (recorded in the result as `failure`): {result.signals['failure']}")
     if result.success_probability is not None:
         print(
             f"success probability: {result.success_probability:.3f}  success: {result.success}  "
@@ -360,6 +362,10 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     )
     for eid, reason in summary.skipped_reasons.items():
         print(f"  skipped {eid}: {reason}")
+    if summary.failed_reasons:
+        print(f"{len(summary.failed_reasons)} episodes failed (progress NaN; reasons in the metadata):")
+        for eid, reason in list(summary.failed_reasons.items())[:5]:
+            print(f"  failed {eid}: {reason[:160]}")
     return 0
 
 

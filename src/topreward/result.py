@@ -114,8 +114,13 @@ class ScoreResult:
         known["signals"] = {k: _array_or_value(data[k]) for k in names if k in data}
         if "values" not in known and "log_p_true" in data:  # files written before `values` existed
             known["values"] = data["log_p_true"]
-        for name in _ARRAYS:
-            known[name] = np.asarray(known[name])
+        for name in _ARRAYS:  # null (a non-finite number when saved) back to NaN
+            value = known[name]
+            known[name] = np.asarray(
+                [np.nan if v is None else v for v in value] if isinstance(value, list) else value
+            )
+        if known.get("success_score", 0.0) is None:
+            known["success_score"] = float("nan")
         return cls(**known)
 
     def save(self, path: str | Path) -> Path:
@@ -123,13 +128,24 @@ class ScoreResult:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.write_text(json.dumps(strict_json(self.to_dict()), indent=1, allow_nan=False))
         tmp.replace(path)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> ScoreResult:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, inf: e.g. a failed episode's values) as None: strict JSON."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:

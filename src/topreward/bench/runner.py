@@ -161,6 +161,7 @@ def episode_record(
         "model": (result.model or {}).get("id"),
         "kind": ep.annotations.get("kind"),
         "voc": _finite(metrics.voc(result.progress, ends)),
+        "failure": result.signals.get("failure"),
         "success_score": float(result.success_score),
         "prefix_end_frames": ends.tolist(),
         "progress": np.asarray(result.progress).tolist(),
@@ -175,6 +176,8 @@ def episode_record(
         rec["gt_frames"] = np.round(np.asarray(gt, float), 4).tolist()  # the whole episode, for plots
         rec["gt_spearman"] = _finite(metrics.voc(result.progress, at_ends))
         rec["gt_pearson"] = _finite(metrics.pearson(result.progress, at_ends))
+    if rec["failure"]:  # a generative method's unreadable answer: VOC 0, OpenGVL's convention
+        rec["voc"] = 0.0
     rec.update(controls)
     return rec
 

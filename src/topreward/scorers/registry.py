@@ -12,6 +12,8 @@ _BUILTIN = (
     "topreward.scorers.ensemble",
     "topreward.scorers.instruction",
     "topreward.scorers.lrm",
+    "topreward.scorers.gvl",
+    "topreward.scorers.score",
 )
 
 
