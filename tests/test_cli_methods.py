@@ -95,3 +95,11 @@ def test_unknown_method_and_foreign_option(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "not an option of method 'topreward'" in err and "--signal" in err
+
+
+def test_every_method_builds_every_command_without_flag_clashes():
+    from topreward.cli import build_parser
+    from topreward.scorers.registry import list_scorers
+
+    for method in list_scorers():  # method options become flags beside each command's own (--seed, ...)
+        build_parser(method)

@@ -171,3 +171,13 @@ def test_oxe39_preset_runs_paper_conventions_unless_told():
     assert preset("oxe39")["conventions"] == "paper"
     assert _given(argparse.Namespace(argv=["bench", "--conventions=authors"]), "--conventions")
     assert not _given(argparse.Namespace(argv=["bench", "--preset", "oxe39"]), "--conventions")
+
+
+def test_peer_conventions_need_the_in_process_backend():
+    from topreward.scorers.registry import load_scorer
+
+    class Served:
+        name, model_id, capabilities = "openai", "served", frozenset({"log_probs"})
+
+    with pytest.raises(ValueError, match="only the in-process backend can do; backend 'openai'"):
+        load_scorer("topreward", backend=Served(), conventions="lerobot")

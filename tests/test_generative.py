@@ -160,7 +160,7 @@ def test_score_stages_in_order_and_progress_from_the_last(tmp_path):
 
 def test_score_retries_a_malformed_answer_then_records_the_failure():
     flaky = Scripted(lambda parts, call: "not json" if call == 1 else _score_answers(parts, call))
-    opts = dict(num_prefixes=None, max_frames=3, fps=10.0, size=(32, 32), cache_dir="off", retries=1)
+    opts = dict(num_prefixes=None, max_frames=3, fps=10.0, size=(32, 32), cache_dir="off", answer_retries=1)
     res = load_scorer("score", backend=flaky, **opts).score(_frames(3), "lift the red block", fps=10.0)
     assert res.signals["failure"] is None and res.signals["attempts"]["objects"] == 2
     assert flaky.calls[1][1].temperature > 0 and flaky.calls[0][1].temperature == 0  # greedy, then sampled
@@ -181,7 +181,7 @@ def test_generative_methods_need_generation():
 # ---- the tiny real model: random text exercises the failure path ------------------------------------------
 @pytest.mark.parametrize(
     "method, extra",
-    [("gvl", []), ("score", ["--max-new-tokens", "16", "--retries", "0", "--cache-dir", "off"])],
+    [("gvl", []), ("score", ["--max-new-tokens", "16", "--answer-retries", "0", "--cache-dir", "off"])],
 )
 def test_tiny_model_end_to_end_records_failures(
     tiny_model_dirs, sample_video, tmp_path, capsys, method, extra

@@ -140,7 +140,9 @@ def test_topreward_json_keys_unchanged_and_signals_round_trip(qwen3_backend, tmp
 def test_options_of_the_wrong_method_and_unknown_method(qwen3_backend):
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['combine'\].*valid:.*'signal'"):
         topreward.load_scorer("topreward", backend=qwen3_backend, combine="progress")
-    with pytest.raises(ValueError, match="unknown scoring method 'vlac'; available: ensemble, gvl, instruction"):
+    with pytest.raises(
+        ValueError, match="unknown scoring method 'vlac'; available: ensemble, gvl, instruction"
+    ):
         topreward.load_scorer("vlac")
 
 

@@ -215,6 +215,7 @@ def test_generate_without_metaworld_says_how_to_install(tmp_path, monkeypatch):
 def _need_sim() -> None:
     """Skip unless metaworld and mujoco are installed and MuJoCo can render offscreen (EGL)."""
     os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
+    os.environ.setdefault("LP_NUM_THREADS", "1")
     missing = [m for m in ("mujoco", "metaworld") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed: pip install 'topreward[sim]'")

@@ -569,7 +569,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     """The whole command line; `method` decides which method's flags score/annotate/bench/tokens take."""
     from topreward import __version__
-    from topreward.tiny import ARCHS
+    from topreward.tiny import ALL_ARCHS
 
     parser = argparse.ArgumentParser(
         prog="topreward", description="Zero-shot rewards and progress from video VLMs."
@@ -600,7 +600,7 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-tiny-model", help="write a tiny random-weight model + processor (offline tests)")
     p.add_argument("path")
-    p.add_argument("--arch", choices=ARCHS, default="qwen3_vl")
+    p.add_argument("--arch", choices=ALL_ARCHS, default="qwen3_vl")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_make_tiny_model)
 

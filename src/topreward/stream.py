@@ -210,7 +210,7 @@ def score_many(sessions: list[StreamSession]) -> list[StreamScore]:
     if not sessions:
         return []
     sizes = [s._ready() for s in sessions]
-    shared = [i for i, s in enumerate(sessions) if isinstance(s._cache, VideoCache)]
+    shared = [i for i, s in enumerate(sessions) if isinstance(s._cache, VideoCache) and s._cache.side_by_side]
     results = {i: s.score() for i, s in enumerate(sessions) if i not in shared}
     if shared:
         jobs = [

@@ -1,8 +1,9 @@
-"""Tiny random-weight Qwen-VL models with a locally built tokenizer, for offline tests and demos.
+"""Tiny random-weight video VLMs with a locally built tokenizer, for offline tests and demos.
 
 The models are the real transformers classes (`Qwen3VLForConditionalGeneration`,
-`Qwen2_5_VLForConditionalGeneration`) built from small configs; the tokenizer is a byte-level BPE trained
-here on a small corpus so that it has the Qwen special tokens and a single-token `" True"`/`" False"`.
+`Qwen2_5_VLForConditionalGeneration`, and, outside the default test matrix, `Qwen3_5ForConditionalGeneration`
+and `Molmo2ForConditionalGeneration`) built from small configs; the tokenizer is a byte-level BPE trained
+here on a small corpus so that it has the model's special tokens and a single-token `" True"`/`" False"`.
 Everything is written with `save_pretrained`, so it loads through the same `from_pretrained` path a
 Hub model id takes. Weights use a large `initializer_range` so log-probs are far from uniform and an
 equality test between two computation paths can actually fail.
@@ -15,8 +16,12 @@ from typing import Literal
 
 from topreward.prompts import TOPREWARD_TEMPLATE
 
-Arch = Literal["qwen3_vl", "qwen2_5_vl"]
+Arch = Literal["qwen3_vl", "qwen2_5_vl", "qwen3_5", "molmo2"]
+#: the architectures every parametrised test runs on
 ARCHS: tuple[str, ...] = ("qwen3_vl", "qwen2_5_vl")
+#: further architectures with focused tests of their own (`tests/test_more_families.py`)
+EXTRA_ARCHS: tuple[str, ...] = ("qwen3_5", "molmo2")
+ALL_ARCHS: tuple[str, ...] = ARCHS + EXTRA_ARCHS
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -26,6 +31,19 @@ SPECIAL_TOKENS = [
     "<|vision_end|>",
     "<|image_pad|>",
     "<|video_pad|>",
+]
+# Molmo2's image and frame markers (its processor expands `<|video|>` into them).
+MOLMO2_TOKENS = [
+    "<|image|>",
+    "<|video|>",
+    "<im_patch>",
+    "<im_col>",
+    "<im_start>",
+    "<low_res_im_start>",
+    "<frame_start>",
+    "<im_end>",
+    "<frame_end>",
+    "<im_low>",
 ]
 
 # A Qwen-style chat template (user turns with text, image and video parts): the `chat` style and image prompts.
@@ -40,6 +58,11 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+# Molmo2 marks an image or a video in a user turn with one `<|image|>` / `<|video|>` token.
+MOLMO2_CHAT_TEMPLATE = CHAT_TEMPLATE.replace(
+    "<|vision_start|><|video_pad|><|vision_end|>", "<|video|>"
+).replace("<|vision_start|><|image_pad|><|vision_end|>", "<|image|>")
 
 _CORPUS_TASKS = [
     "put the pen into the cup",
@@ -60,8 +83,8 @@ def _corpus() -> list[str]:
     return lines * 4
 
 
-def build_tokenizer(vocab_size: int = 600):
-    """Train a small byte-level BPE tokenizer with Qwen's special tokens; returns a transformers tokenizer."""
+def build_tokenizer(vocab_size: int = 600, arch: Arch = "qwen3_vl"):
+    """Train a small byte-level BPE tokenizer with the model's special tokens; returns a transformers tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -70,11 +93,20 @@ def build_tokenizer(vocab_size: int = 600):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + (MOLMO2_TOKENS if arch == "molmo2" else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
+    if arch == "molmo2":
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<|endoftext|>",
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
+            chat_template=MOLMO2_CHAT_TEMPLATE,
+            extra_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -171,8 +203,86 @@ def build_model(arch: Arch, tokenizer, *, seed: int = 0):
         }
         config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_special_ids(tokenizer))
         model = Qwen2_5_VLForConditionalGeneration(config)
+    elif arch == "qwen3_5":
+        from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+        text = _text_kwargs(tokenizer, hidden=64, layers=3, heads=4, kv_heads=2, head_dim=16)
+        text.update(
+            # a recurrent (Gated DeltaNet) layer on each side of the full-attention one
+            layer_types=["linear_attention", "full_attention", "linear_attention"],
+            linear_conv_kernel_dim=4,
+            linear_key_head_dim=16,
+            linear_value_head_dim=16,
+            linear_num_key_heads=2,
+            linear_num_value_heads=4,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10_000_000.0,
+                "partial_rotary_factor": 0.5,
+                "mrope_section": [2, 1, 1],
+                "mrope_interleaved": True,
+            },
+        )
+        vision = {
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 64,
+            "num_position_embeddings": 64,
+            "initializer_range": 0.2,
+        }
+        config = Qwen3_5Config(text_config=text, vision_config=vision, **_special_ids(tokenizer))
+        model = Qwen3_5ForConditionalGeneration(config)
+    elif arch == "molmo2":
+        from transformers import Molmo2Config, Molmo2ForConditionalGeneration
+
+        text = _text_kwargs(tokenizer, hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16)
+        text.update(
+            additional_vocab_size=0, rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0}
+        )
+        del text["pad_token_id"], text["bos_token_id"], text["eos_token_id"]
+        # frames are resized to 56x56: 4x4 patches of 14 px, pooled 2x2 -> 4 tokens per frame
+        vision = {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "image_size": [56, 56],
+            "patch_size": 14,
+            "initializer_range": 0.2,
+        }
+        adapter = {
+            "vision_feature_layer": [-1, -2],
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "intermediate_size": 64,
+            "text_hidden_size": 64,
+            "initializer_range": 0.2,
+        }
+        ids = tokenizer.convert_tokens_to_ids
+        config = Molmo2Config(
+            text_config=text,
+            vision_config=vision,
+            adapter_config=adapter,
+            image_start_token_id=ids("<im_start>"),
+            low_res_image_start_token_id=ids("<low_res_im_start>"),
+            image_end_token_id=ids("<im_end>"),
+            image_patch_id=ids("<im_patch>"),
+            frame_start_token_id=ids("<frame_start>"),
+            frame_end_token_id=ids("<frame_end>"),
+            initializer_range=0.2,
+        )
+        model = Molmo2ForConditionalGeneration(config)
     else:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
+        raise ValueError(f"unknown arch {arch!r}; choose one of {ALL_ARCHS}")
     return model.eval()
 
 
@@ -201,16 +311,43 @@ def build_processor(arch: Arch, tokenizer):
             video_processor=Qwen2VLVideoProcessor(size=size),
             chat_template=CHAT_TEMPLATE,
         )
-    raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
+    if arch == "qwen3_5":  # Qwen3.5 checkpoints ship Qwen3-VL's processor
+        from transformers import Qwen3VLProcessor
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+        from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+        size = {"shortest_edge": 32 * 32, "longest_edge": 256 * 32 * 32}
+        return Qwen3VLProcessor(
+            image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, size=size),
+            tokenizer=tokenizer,
+            video_processor=Qwen3VLVideoProcessor(size=size, cap_pixels_per_frame=False),
+            chat_template=CHAT_TEMPLATE,
+        )
+    if arch == "molmo2":
+        from transformers import Molmo2Processor
+        from transformers.models.molmo2.image_processing_molmo2 import Molmo2ImageProcessor
+        from transformers.models.molmo2.video_processing_molmo2 import Molmo2VideoProcessor
+
+        return Molmo2Processor(
+            image_processor=Molmo2ImageProcessor(
+                size={"height": 56, "width": 56}, patch_size=14, pooling_size=[2, 2], max_crops=2
+            ),
+            video_processor=Molmo2VideoProcessor(
+                size={"height": 56, "width": 56}, patch_size=14, pooling_size=[2, 2]
+            ),
+            tokenizer=tokenizer,
+            chat_template=MOLMO2_CHAT_TEMPLATE,
+        )
+    raise ValueError(f"unknown arch {arch!r}; choose one of {ALL_ARCHS}")
 
 
 def make_tiny_model(path: str | Path, arch: Arch = "qwen3_vl", *, seed: int = 0) -> Path:
     """Write a tiny random-weight model, its processor and tokenizer to `path`; returns the path."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
+    if arch not in ALL_ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {ALL_ARCHS}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(arch=arch)
     build_model(arch, tokenizer, seed=seed).save_pretrained(path)
     build_processor(arch, tokenizer).save_pretrained(path)
     return path

@@ -9,7 +9,8 @@ Capabilities:
   * `prefix_sharing`: the video cache shares the vision encoder and the language model's KV cache across
     requests (a backend without it still answers through a per-request reference path).
   * `generation`: free text after a video (`Backend.generate`).
-  * `multi_image`: several images in one prompt (`Backend.image_log_probs`).
+  * `multi_image`: several images in one prompt — in a generated chat turn (`Backend.chat`) and, with
+    `log_probs`, for answer log-probs after an image prompt (`Backend.image_log_probs`).
 """
 
 from __future__ import annotations
@@ -221,11 +222,11 @@ class Backend(Protocol):
         """Model id, revision, family, dtype, device: recorded in every result."""
 
 
-BACKENDS_WITH = {
-    LOG_PROBS: "transformers",
-    PREFIX_SHARING: "transformers",
-    GENERATION: "transformers",
-    MULTI_IMAGE: "transformers",
+BACKENDS_WITH: dict[str, tuple[str, ...]] = {
+    LOG_PROBS: ("transformers", "openai"),
+    PREFIX_SHARING: ("transformers",),
+    GENERATION: ("transformers", "openai", "gemini"),
+    MULTI_IMAGE: ("transformers", "openai", "gemini"),
 }
 
 
@@ -241,5 +242,5 @@ def require(backend: Any, needed: frozenset[str] | set[str], method: str) -> Non
         raise ValueError(
             f"method {method!r} needs the backend capability {cap!r}, which backend "
             f"{getattr(backend, 'name', type(backend).__name__)!r} lacks (it has: {', '.join(sorted(have)) or 'none'}); "
-            f"use backend={BACKENDS_WITH.get(cap, 'transformers')!r}"
+            f"use backend={' or '.join(map(repr, BACKENDS_WITH.get(cap, ('transformers',))))}"
         )

@@ -6,7 +6,9 @@ Two paths answer the same requests with the same numbers:
   * `path="fast"` (default): `VideoCache` (`topreward.backends.prefix_sharing`): the vision encoder runs
     once per frame pair, the language model once over the video's tokens, and the requests are packed on
     top of that shared cache.
-Tests hold them equal to 1e-4 in float32.
+Tests hold them equal to 1e-4 in float32. The fast path is the family's (`qwen_vl.QwenVLFamily.fast_path`):
+packed requests on one KV cache (Qwen3-VL, Qwen2.5-VL), per-request recurrent-state snapshots
+(`recurrent_sharing`, Qwen3.5), or none (Molmo2: "fast" answers on the reference path, see its family).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from topreward.backends.base import (
     cut_at_stop,
 )
 from topreward.backends.prefix_sharing import TextTokens
-from topreward.backends.qwen_vl import QwenVLFamily, family_for
+from topreward.backends.qwen_vl import QwenVLFamily, family_for, frame_grid
 from topreward.prompts import PromptStyle
 
 logger = logging.getLogger(__name__)
@@ -130,11 +132,17 @@ class HFBackend:
             self.model_id, revision=revision, dtype=self.dtype, attn_implementation=attn_implementation
         ).to(self.device)
         self.model.eval()
-        vp = self.processor.video_processor
-        self.patch_factor = int(vp.patch_size * vp.merge_size)
-        self.temporal_patch = int(vp.temporal_patch_size)
+        self.patch_factor, self.temporal_patch = frame_grid(self.processor.video_processor)
         self.max_context = int(self.model.config.get_text_config().max_position_embeddings)
         self.capabilities = frozenset({LOG_PROBS, PREFIX_SHARING, GENERATION, MULTI_IMAGE})
+        if self.family.fast_path is None:
+            self.capabilities -= {PREFIX_SHARING}
+            logger.info(
+                "model %s (%s): no exact prefix sharing, path='fast' answers on the reference path: %s",
+                self.model_id,
+                self.family.name,
+                self.family.no_fast_path_reason,
+            )
 
     @staticmethod
     def frame_patch_factor(model: str, revision: str | None = None) -> int:
@@ -145,7 +153,7 @@ class HFBackend:
             vp = AutoVideoProcessor.from_pretrained(str(model), revision=revision)
         except OSError as e:
             raise ValueError(f"cannot read the video processor of model {model!r}: {e}") from e
-        return int(vp.patch_size * vp.merge_size)
+        return frame_grid(vp)[0]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -293,15 +301,21 @@ class HFBackend:
         path: ScoringPath | None = None,
         batch_size: int | None = None,
     ):
-        """A `VideoCache` (fast path) or `ReferenceVideoCache` over `video` with `before` in front of it.
+        """The family's fast cache (`VideoCache`, `RecurrentVideoCache`) or `ReferenceVideoCache` over `video`
+        with `before` in front of it.
 
-        `path` and `batch_size` default to the backend's own.
+        `path` and `batch_size` default to the backend's own. A family without an exact fast path (Molmo2)
+        answers "fast" on the reference path; constructing its `VideoCache` directly is an error.
         """
         path = path or self.path
         if path not in ("fast", "reference"):
             raise ValueError(f"path={path!r}; choose 'fast' or 'reference'")
-        if path == "reference":
+        if path == "reference" or self.family.fast_path is None:
             return ReferenceVideoCache(self, video, before)
+        if self.family.fast_path == "recurrent":
+            from topreward.backends.recurrent_sharing import RecurrentVideoCache
+
+            return RecurrentVideoCache(self, video, before, batch_size=batch_size or self.batch_size)
         from topreward.backends.prefix_sharing import VideoCache
 
         return VideoCache(self, video, before, batch_size=batch_size or self.batch_size)
@@ -322,9 +336,7 @@ class HFBackend:
         batch_size: int = 8,
     ) -> np.ndarray:
         """Prefix-shared scoring; same numbers as `reference_log_probs` (see `prefix_sharing`)."""
-        from topreward.backends.prefix_sharing import VideoCache
-
-        cache = VideoCache(self, video, prompt.before, batch_size=batch_size)
+        cache = self.video_cache(video, prompt.before, path="fast", batch_size=batch_size)
         return _stack(cache.score([Request(k, prompt.after, tuple(token_ids)) for k in prefixes]))
 
     # ---- generation -------------------------------------------------------------------------------
@@ -400,10 +412,11 @@ class HFBackend:
 
         `path="fast"`: the prompt (images included) runs once and keeps its KV cache; the requests' texts
         are packed on top of it (`prefix_sharing.score_on_cache`), `batch_size` at a time. `"reference"`:
-        one plain forward of prompt + text per request. `Request.prefix` is not used here.
+        one plain forward of prompt + text per request. `Request.prefix` is not used here. Families whose
+        cache is not plain keys and values (Qwen3.5's recurrent layers, Molmo2) answer on the reference path.
         """
         path = path or self.path
-        if path == "reference":
+        if path == "reference" or self.family.fast_path != "packed":
             answers = []
             for r in requests:
                 inputs = self.processor(

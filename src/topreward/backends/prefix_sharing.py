@@ -294,7 +294,18 @@ class VideoCache:
         batch_size: requests per packed forward (a memory knob; results do not depend on it).
     """
 
+    #: `score_on_caches` may stand this cache beside others in one packed forward
+    side_by_side = True
+
     def __init__(self, backend: HFBackend, video: ModelVideo, before: str, *, batch_size: int = 8) -> None:
+        if backend.family.fast_path is None or (
+            type(self) is VideoCache and backend.family.fast_path != "packed"
+        ):
+            raise ValueError(
+                f"model {backend.model_id} ({backend.family.name}) has no packed video cache: "
+                f"{backend.family.no_fast_path_reason or 'its fast path is ' + str(backend.family.fast_path)}; "
+                "use backend.video_cache(...), which picks the family's exact path"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.backend, self.before, self.batch_size = backend, before, batch_size

@@ -1,11 +1,17 @@
-"""Model-family specifics of the Qwen-VL video models: the pieces the prefix-sharing engine must not guess.
+"""Model-family specifics of the video models: the pieces the prefix-sharing engine must not guess.
 
-Each family says
+Families: Qwen3-VL, Qwen2.5-VL, Qwen3.5 (Qwen3-VL's vision and positions, a hybrid language model) and
+Molmo2. Each family says
   * which text the processor expands into the video's tokens (`video_placeholder`),
   * which frame metadata makes that expansion and the M-RoPE positions prefix-stable (`video_metadata`),
   * how to compute M-RoPE positions for a token sequence (`position_ids`, the model's own `get_rope_index`),
   * how the vision encoder's outputs enter the language model (`language_model_kwargs`; Qwen3-VL's
-    DeepStack adds features to the hidden states of the first decoder layers at the visual positions).
+    DeepStack adds features to the hidden states of the first decoder layers at the visual positions),
+  * which fast path is exact for it (`fast_path`, `no_fast_path_reason`):
+      - "packed" (Qwen3-VL, Qwen2.5-VL): `prefix_sharing.VideoCache`, requests packed on one KV cache;
+      - "recurrent" (Qwen3.5): `recurrent_sharing.RecurrentVideoCache` — its Gated DeltaNet layers carry a
+        recurrent state that a mask cannot cut, so the video pass snapshots it at every prefix boundary;
+      - None (Molmo2): no exact sharing; "fast" answers on the reference path (the reason is stated below).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ class QwenVLFamily:
 
     name = "qwen_vl"
     model_types: tuple[str, ...] = ()
+    #: the exact fast path of this family: "packed", "recurrent", or None (reference path only)
+    fast_path: str | None = "packed"
+    no_fast_path_reason = ""
     #: what the prompt text holds where the video goes; the processor replaces its `<|video_pad|>`.
     video_placeholder = "<|vision_start|><|video_pad|><|vision_end|>"
     #: the same marker as written by Qwen chat templates, rewritten to `video_placeholder`.
@@ -125,7 +134,51 @@ class Qwen3VLFamily(QwenVLFamily):
         return {"visual_pos_masks": visual_mask, "deepstack_visual_embeds": deepstack}
 
 
-FAMILIES: tuple[QwenVLFamily, ...] = (Qwen3VLFamily(), Qwen25VLFamily())
+class Qwen35Family(Qwen3VLFamily):
+    """Qwen3.5: Qwen3-VL's processor, vision tower (without DeepStack) and M-RoPE, over a hybrid language model
+    of Gated DeltaNet (linear-attention, recurrent) and full-attention layers."""
+
+    name = "qwen3_5"
+    model_types = ("qwen3_5",)
+    fast_path = "recurrent"
+
+
+class Molmo2Family(QwenVLFamily):
+    """Molmo2: per-frame ViT crops pooled into `<im_patch>` tokens between `<frame_start>`/`<frame_end>`, each
+    frame preceded by its timestamp as text ("0.5 "); 1-D RoPE."""
+
+    name = "molmo2"
+    model_types = ("molmo2",)
+    video_placeholder = "<|video|>"
+    chat_video_marker = "<|video|>"
+    fast_path = None
+    no_fast_path_reason = (
+        "Molmo2's language model lets every frame token attend to every other frame token (one bidirectional "
+        "block over the video, `mm_token_type_ids`), so a frame's keys and values depend on the frames after "
+        "it: the cache of the whole video is not the cache of a prefix, and no prefix can share it exactly"
+    )
+
+    def video_metadata(self, source_indices, source_fps, sampled_fps):
+        from transformers.video_utils import VideoMetadata
+
+        # timestamps are index / fps: the real source indices and rate give every prefix the same times
+        idx = [int(i) for i in source_indices]
+        return VideoMetadata(total_num_frames=idx[-1] + 1, fps=float(source_fps), frames_indices=idx)
+
+
+def frame_grid(video_processor) -> tuple[int, int]:
+    """(patch factor frame sides are rounded to, frames per temporal group) of a video processor.
+
+    Qwen-VL: patch size x spatial merge, `temporal_patch_size` frames per group. Molmo2 resizes every frame
+    to its own square crop and pools `pooling_size` patches; its frames stand alone.
+    """
+    vp = video_processor
+    if hasattr(vp, "merge_size"):
+        return int(vp.patch_size * vp.merge_size), int(vp.temporal_patch_size)
+    return int(vp.patch_size * vp.pooling_size[0]), 1
+
+
+FAMILIES: tuple[QwenVLFamily, ...] = (Qwen3VLFamily(), Qwen25VLFamily(), Qwen35Family(), Molmo2Family())
 
 
 def family_for(model_type: str, model_id: str = "") -> QwenVLFamily:
@@ -135,5 +188,5 @@ def family_for(model_type: str, model_id: str = "") -> QwenVLFamily:
     supported = ", ".join(t for f in FAMILIES for t in f.model_types)
     raise ValueError(
         f"model {model_id or '?'} has model_type {model_type!r}; the transformers backend supports {supported} "
-        "(e.g. Qwen/Qwen3-VL-8B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct)"
+        "(e.g. Qwen/Qwen3-VL-8B-Instruct, Qwen/Qwen2.5-VL-7B-Instruct, Qwen/Qwen3.5-27B, allenai/Molmo2-8B)"
     )

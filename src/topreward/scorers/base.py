@@ -30,7 +30,7 @@ from topreward.sampling import FramePreparer, SamplingConfig, check_choices, opt
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
-BACKENDS = ("transformers",)
+BACKENDS = ("transformers", "gemini", "openai")
 
 
 @dataclass
@@ -38,7 +38,11 @@ class BackendConfig:
     """Where and how the model runs."""
 
     backend: str = option("transformers", "where the model runs", choices=BACKENDS)
-    model: str = option(DEFAULT_MODEL, "Hub id or local folder of a Qwen3-VL / Qwen2.5-VL model")
+    model: str = option(
+        DEFAULT_MODEL,
+        "transformers: Hub id or local folder (Qwen3-VL, Qwen2.5-VL, Qwen3.5, Molmo2); openai: the served "
+        "model name; gemini: e.g. gemini-2.5-flash",
+    )
     revision: str | None = option(None, "model revision (branch, tag or commit)")
     device: str | None = option(None, "cuda, cuda:1, cpu (default: cuda if available)")
     dtype: str | None = option(None, "bfloat16, float16 or float32 (default: bf16 on cuda, fp32 on cpu)")
@@ -49,13 +53,58 @@ class BackendConfig:
     )
     batch_size: int = option(8, "requests per packed forward on the fast path (memory knob)")
     attn_implementation: str = option("sdpa", "sdpa or eager", choices=("sdpa", "eager"))
+    # remote backends (README "Serving"); the API key comes from the environment, never from an option
+    url: str | None = option(
+        None,
+        "base URL of the server: an OpenAI-compatible one (backend openai, e.g. http://localhost:8000) or "
+        "another Gemini API endpoint (backend gemini); keep credentials out of it (it is recorded)",
+    )
+    server: Literal["vllm", "sglang"] = option(
+        "vllm",
+        "backend openai: log-prob request format, vllm (chat completions) or sglang (native /generate)",
+        choices=("vllm", "sglang"),
+    )
+    timeout: float = option(120.0, "remote backends: seconds per HTTP request")
+    retries: int = option(3, "remote backends: retries of a failed request (down, slow, 5xx), with back-off")
+    concurrency: int = option(8, "remote backends: requests in flight at once")
+    server_patch_factor: int = option(
+        32, "backend openai: frame sides are rounded to multiples of this (Qwen3-VL 32, Qwen2.5-VL 28)"
+    )
 
     def __post_init__(self) -> None:
         check_choices(self)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (isinstance(self.timeout, (int, float)) and 0 < self.timeout < float("inf")):
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        for name, low in (("retries", 0), ("concurrency", 1), ("server_patch_factor", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.backend == "openai" and not self.url:
+            raise ValueError(
+                "backend='openai' needs the server's base URL: url='http://localhost:8000' (--url); "
+                "see the README's Serving section"
+            )
 
     def load(self):
+        if self.backend == "openai":
+            from topreward.backends.openai_api import OpenAIServerBackend
+
+            return OpenAIServerBackend(
+                self.model,
+                url=str(self.url),
+                server=self.server,
+                revision=self.revision,
+                timeout=self.timeout,
+                retries=self.retries,
+                concurrency=self.concurrency,
+                patch_factor=self.server_patch_factor,
+            )
+        if self.backend == "gemini":
+            from topreward.backends.gemini import GeminiBackend
+
+            return GeminiBackend(self.model, base_url=self.url, timeout=self.timeout, retries=self.retries)
         from topreward.backends.hf import HFBackend
 
         return HFBackend(
@@ -69,6 +118,12 @@ class BackendConfig:
         )
 
     def patch_factor(self) -> int:
+        if self.backend == "openai":
+            return self.server_patch_factor  # no model files here: the documented default or the option
+        if self.backend == "gemini":
+            from topreward.backends.gemini import GeminiBackend
+
+            return GeminiBackend.patch_factor
         from topreward.backends.hf import HFBackend
 
         return HFBackend.frame_patch_factor(self.model, self.revision)

@@ -14,7 +14,7 @@ ask for JSON at every stage, as the paper's pipeline does. For one episode with 
 
 value = progress = p_t (absolute, no min-max); success score = the mean of the last 3 (as every method).
 Every answer is validated (JSON with the keys and types asked; K numbers in [0, 1]); a malformed answer is
-asked again up to `retries` times (sampled at temperature 0.7 with seeds `retry_seed + 1`, `retry_seed + 2`, ...; the
+asked again up to `answer_retries` times (sampled at temperature 0.7 with seeds `retry_seed + 1`, `retry_seed + 2`, ...; the
 first try is greedy), then the episode is a recorded failure: values NaN, the signal `failure` names the
 stage and the reason. Stage answers are cached on disk per model, frame content and prompt
 (`cache_dir`), so a re-run of an episode — another instruction excepted — costs no generation.
@@ -68,7 +68,9 @@ PROGRESS = (
 class SCOREConfig(MethodConfig):
     """Options of the SCORE method."""
 
-    retries: int = option(2, "re-asks after a malformed answer, then the episode is a recorded failure")
+    answer_retries: int = option(
+        2, "re-asks after a malformed answer, then the episode is a recorded failure"
+    )
     retry_seed: int = option(0, "seed of the re-asks (the first answer is greedy)")
     max_new_tokens: int = option(512, "cap on each answer (the progress stage gets 16 per frame more)")
     cache_dir: str = option(
@@ -77,8 +79,8 @@ class SCOREConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if self.answer_retries < 0:
+            raise ValueError(f"answer_retries must be >= 0, got {self.answer_retries}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
@@ -163,7 +165,7 @@ class SCOREScorer(Scorer):
         if path is not None and path.exists():
             return check(json.loads(path.read_text())["answer"])
         reason = ""
-        for attempt in range(self.config.retries + 1):
+        for attempt in range(self.config.answer_retries + 1):
             generation = (
                 Generation(max_new_tokens=max_new_tokens)
                 if attempt == 0
@@ -185,7 +187,7 @@ class SCOREScorer(Scorer):
                 tmp.write_text(json.dumps({"stage": stage, "answer": raw}))
                 tmp.replace(path)
             return value
-        raise StageFailure(stage, reason, self.config.retries + 1)
+        raise StageFailure(stage, reason, self.config.answer_retries + 1)
 
     # ---- the three stages ----------------------------------------------------------------------------
     def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:

@@ -84,10 +84,16 @@ class TOPRewardScorer(CacheScorer):
     def setup(self) -> None:
         cfg = self.config
         self.pipeline = peer_pipeline(cfg.conventions, self.options(), self.default_options())
-        if self.pipeline is not None and self.backend.family.name != "qwen3_vl":
+        family = getattr(getattr(self.backend, "family", None), "name", None)
+        if self.pipeline is not None and getattr(self.backend, "name", "") != "transformers":
+            raise ValueError(
+                f"conventions={cfg.conventions!r} rebuilds that code's model inputs pixel by pixel, which only "
+                f"the in-process backend can do; backend {self.backend.name!r} runs conventions='topreward'"
+            )
+        if self.pipeline is not None and family != "qwen3_vl":
             raise ValueError(
                 f"conventions={cfg.conventions!r} reproduces code that runs Qwen3-VL models only; model "
-                f"{self.backend.model_id} is {self.backend.family.name} (use conventions='topreward')"
+                f"{self.backend.model_id} is {family} (use conventions='topreward')"
             )
         self.token_ids = (self.backend.token_id(cfg.answer), self.backend.token_id(cfg.contrast))
         if cfg.signal == "contrast":

@@ -219,6 +219,8 @@ def _import_sim() -> _Sim:
     if "mujoco" in sys.modules and "MUJOCO_GL" not in os.environ:
         logger.warning("mujoco was imported before MUJOCO_GL was set; offscreen rendering may not use EGL")
     os.environ.setdefault("MUJOCO_GL", "egl")
+    # Mesa's llvmpipe rasterises on several threads; one thread makes reruns' pixels agree more often
+    os.environ.setdefault("LP_NUM_THREADS", "1")
     try:
         import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
