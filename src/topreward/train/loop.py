@@ -1,0 +1,449 @@
+"""`topreward train`: fine-tune a VLM into a reward model on episodes with ground truth.
+
+Recipe (`train(config)`):
+  1. Episodes from every source (`open_source`: manifests, LeRobot datasets, `topreward sim` output) with
+     their per-frame ground truth (`topreward.groundtruth`: a `progress` list, `subtasks`, or time for
+     successes); an episode without any is skipped (the completion head also takes failures, all "no"),
+     and no usable episode at all is an error naming the fields needed.
+  2. Split by episode (seeded): `val_fraction` of the episodes for validation, never seen in training.
+  3. Examples per episode (`topreward.train.heads.examples_for`) at `num_points` evaluation points of the
+     frames the scorer would see (same sampling and sizes as `topreward score`).
+  4. LoRA adapters (peft; attention and MLP projections of the language model) for big models, full
+     fine-tuning for small ones (`lora="auto"`: LoRA above 100 M parameters). AdamW, `batch_size`
+     examples per step (gradients accumulated one example at a time), bf16 autocast on CUDA.
+  5. Every `eval_every` steps: mean validation loss, and the matching method (`heads.METHOD_OF`) run on
+     the validation episodes with the model being trained: VOC (Spearman of progress vs time on
+     successful episodes) and success ROC-AUC when both outcomes are there.
+  6. Checkpoints every `checkpoint_every` steps (`<out>/checkpoint-<step>`: the model or adapter, the
+     optimizer, the step, the config); `resume=True` continues from the latest, and refuses a checkpoint
+     made with another config, listing the differences. A non-finite loss stops the run with a message
+     naming the last good checkpoint. The final model goes to `<out>/final`.
+
+A saved full model loads back with `--model <out>/final`; an adapter with `--adapter <out>/final` over
+its base `--model` (`load_adapter`: a base-model mismatch or an all-zero adapter is an error).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from topreward.sampling import SamplingConfig
+from topreward.train.heads import HEADS, METHOD_OF, Example, examples_for, loss
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json",)
+STATE = "trainer_state.json"
+#: options that may differ on --resume (how long to run, how often to report)
+RESUMABLE = ("steps", "eval_every", "checkpoint_every", "resume")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (recorded in every checkpoint)."""
+
+    head: str
+    sources: list[str]
+    model: str
+    out: str
+    steps: int = 200
+    lr: float = 1e-4
+    batch_size: int = 4
+    lora: str = "auto"  # auto | yes | no
+    lora_rank: int = 16
+    val_fraction: float = 0.2
+    seed: int = 0
+    num_points: int = 8
+    done_at: float = 0.95
+    eval_every: int = 50
+    checkpoint_every: int = 50
+    resume: bool = False
+    device: str | None = None
+    dtype: str | None = None
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head={self.head!r}; choose one of {', '.join(HEADS)}")
+        if self.lora not in ("auto", "yes", "no"):
+            raise ValueError(f"lora={self.lora!r}; choose auto, yes or no")
+        for name in ("steps", "batch_size", "lora_rank", "num_points", "eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.num_points < 2:
+            raise ValueError(f"num_points must be >= 2, got {self.num_points}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (0 <= self.val_fraction < 1):
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not self.sources:
+            raise ValueError(
+                "name at least one source with ground truth (manifest, LeRobot dataset, sim output)"
+            )
+        SamplingConfig(**self.sampling)  # validates the sampling options early
+
+    def comparable(self) -> dict[str, Any]:
+        """The settings a resumed run must share, as JSON would hold them (tuples as lists)."""
+        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in RESUMABLE}))
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    losses: list[float]
+    evaluations: list[dict[str, Any]]
+
+
+# ---- data ----------------------------------------------------------------------------------------------
+@dataclass
+class _Episode:
+    key: str
+    instruction: str
+    success: bool | None
+    truth: np.ndarray
+    video: Any  # ModelVideo
+
+
+def load_episodes(config: TrainConfig, preparer) -> list[_Episode]:
+    """Episodes with ground truth from every source, prepared as the scorer would see them."""
+    from topreward.datasets import open_source
+    from topreward.groundtruth import ground_truth_for
+
+    episodes, without = [], 0
+    for spec in config.sources:
+        source = open_source(spec)
+        for eid in source.episode_ids():
+            ep = source.get(eid)
+            where = f"{spec}/{eid}"
+            truth = ground_truth_for(ep.annotations, ep.num_frames, ep.fps, episode=where)
+            success = ep.annotations.get("success")
+            if truth is None and config.head == "completion" and success is False:
+                truth = np.zeros(ep.num_frames)  # a failure is never done
+            if truth is None or not ep.instruction:
+                without += 1
+                continue
+            episodes.append(_Episode(where, ep.instruction, success, np.asarray(truth, float), preparer(ep)))
+    if not episodes:
+        raise ValueError(
+            f"none of the {without} episodes of {', '.join(config.sources)} has ground truth for head "
+            f"{config.head!r}: each needs an instruction and a per-frame 'progress' list, 'subtasks' "
+            "[{name, start, end}], or 'success': true (time-based progress)"
+        )
+    if without:
+        logger.warning("%d episodes without ground truth (or instruction) left out", without)
+    return episodes
+
+
+def split(episodes: list[_Episode], fraction: float, seed: int) -> tuple[list[_Episode], list[_Episode]]:
+    """(train, validation) by episode, seeded; at least one training episode."""
+    order = np.random.default_rng(seed).permutation(len(episodes))
+    n_val = min(int(round(fraction * len(episodes))), len(episodes) - 1)
+    val = {int(i) for i in order[:n_val]}
+    return [e for i, e in enumerate(episodes) if i not in val], [
+        e for i, e in enumerate(episodes) if i in val
+    ]
+
+
+def build_examples(config: TrainConfig, backend, episodes: list[_Episode], seed: int) -> list[Example]:
+    from topreward.sampling import prefix_lengths
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for ep in episodes:
+        points = prefix_lengths(ep.video.num_frames, config.num_points)
+        out += examples_for(
+            config.head,
+            backend,
+            ep.video,
+            ep.truth,
+            ep.instruction,
+            points,
+            ep.key,
+            done_at=config.done_at,
+            rng=rng,
+        )
+    return out
+
+
+# ---- the model -----------------------------------------------------------------------------------------
+def _num_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def use_lora(config: TrainConfig, model) -> bool:
+    return config.lora == "yes" or (config.lora == "auto" and _num_params(model) > 100_000_000)
+
+
+def _lora_targets(model) -> list[str]:
+    """The language model's attention and MLP projections (the vision tower stays frozen)."""
+    wanted = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if "visual" not in n}
+    return [w for w in wanted if w in names]
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError as e:
+        raise ImportError("LoRA adapters need peft: pip install 'topreward[train]'") from e
+    return peft
+
+
+def wrap_lora(model, rank: int):
+    LoraConfig, get_peft_model = _peft().LoraConfig, _peft().get_peft_model
+
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=rf"^(?!.*visual).*\.({'|'.join(_lora_targets(model))})$",
+        lora_dropout=0.0,
+    )
+    return get_peft_model(model, config)
+
+
+def load_adapter(model, adapter: str | Path, base: str):
+    """`model` with the LoRA adapter at `adapter` merged in; errors for another base model or zero weights."""
+    from safetensors.torch import load_file
+
+    PeftModel = _peft().PeftModel
+    path = Path(adapter)
+    cfg_path = path / "adapter_config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{path} is not a LoRA adapter folder (no adapter_config.json)")
+    trained_on = json.loads(cfg_path.read_text()).get("base_model_name_or_path")
+    if trained_on and _same_model(trained_on) != _same_model(base):
+        raise ValueError(
+            f"adapter {path} was trained on {trained_on!r}, not {base!r}: pass --model {trained_on} (an adapter "
+            "only fits the model it was trained on)"
+        )
+    weights = load_file(str(path / "adapter_model.safetensors"))
+    b = [t for name, t in weights.items() if "lora_B" in name]
+    if not b or all(float(t.abs().max()) == 0.0 for t in b):
+        raise ValueError(
+            f"adapter {path}: every lora_B weight is zero, so it changes nothing (an untrained or broken "
+            "adapter); train it, or point --adapter at a trained one"
+        )
+    return PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+
+
+def _same_model(name: str) -> str:
+    p = Path(name).expanduser()
+    return str(p.resolve()) if p.exists() else name
+
+
+# ---- evaluation ----------------------------------------------------------------------------------------
+def evaluate(
+    config: TrainConfig, backend, examples: list[Example], episodes: list[_Episode]
+) -> dict[str, Any]:
+    """Mean validation loss, and the matching method's VOC / success AUC on the validation episodes."""
+    import torch
+
+    from topreward import metrics
+    from topreward.scorers.registry import load_scorer
+
+    model = backend.model
+    was_training = model.training
+    model.eval()
+    out: dict[str, Any] = {}
+    try:
+        with torch.inference_mode():
+            if examples:
+                out["val_loss"] = float(np.mean([float(loss(config.head, backend, ex)) for ex in examples]))
+        scorer = load_scorer(
+            METHOD_OF[config.head],
+            backend=backend,
+            path="reference",
+            num_prefixes=config.num_points,
+            **config.sampling,
+        )
+        vocs, scores, labels = [], [], []
+        for ep in episodes:
+            res = scorer.score_prepared(_as_episode(ep), ep.video)
+            if ep.success is not False:
+                v = metrics.voc(res.progress, res.prefix_end_frames)
+                if np.isfinite(v):
+                    vocs.append(v)
+            if ep.success is not None:
+                scores.append(res.success_score)
+                labels.append(bool(ep.success))
+        if vocs:
+            out["val_voc"] = float(np.mean(vocs))
+        if labels and 0 < sum(labels) < len(labels):
+            out["val_auc"] = float(metrics.roc_auc(scores, labels))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _as_episode(ep: _Episode):
+    from topreward.episode import Episode
+
+    n = len(ep.truth)
+    return Episode(n, ep.video.source_fps, lambda idx: None, ep.instruction, ep.key, {}, ep.key)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------------
+def _save(dirpath: Path, backend, model, optimizer, step: int, config: TrainConfig, lora: bool) -> Path:
+    import torch
+
+    tmp = dirpath.with_name(dirpath.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp)
+    if not lora:
+        backend.processor.save_pretrained(tmp)
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    state = {"step": step, "config": asdict(config), "lora": lora, "method": METHOD_OF[config.head]}
+    (tmp / STATE).write_text(json.dumps(state, indent=1))
+    if lora:  # the base model an adapter belongs to, for load_adapter's check
+        cfg = json.loads((tmp / "adapter_config.json").read_text())
+        cfg["base_model_name_or_path"] = _same_model(config.model)
+        (tmp / "adapter_config.json").write_text(json.dumps(cfg, indent=1))
+    if dirpath.exists():
+        import shutil
+
+        shutil.rmtree(dirpath)
+    tmp.replace(dirpath)
+    return dirpath
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted(
+        (p for p in out.glob("checkpoint-*") if (p / STATE).is_file()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    return found[-1] if found else None
+
+
+def _check_resume(config: TrainConfig, checkpoint: Path) -> dict[str, Any]:
+    state = json.loads((checkpoint / STATE).read_text())
+    old = TrainConfig(**state["config"]).comparable()
+    new = config.comparable()
+    diff = [
+        f"{k}: {old.get(k)!r} before, {new.get(k)!r} now"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+    if diff:
+        raise ValueError(
+            f"{checkpoint} was trained with other settings: {'; '.join(diff)}; resume with the same settings, or "
+            "train into another --out"
+        )
+    return state
+
+
+# ---- the loop ------------------------------------------------------------------------------------------
+def train(config: TrainConfig, *, progress_bar: bool = True, backend=None) -> TrainResult:
+    """Train one head (see the module docstring); returns the losses and the evaluations."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from topreward.backends.hf import HFBackend
+    from topreward.sampling import FramePreparer
+
+    out = Path(config.out)
+    checkpoint = latest_checkpoint(out) if out.exists() else None
+    if checkpoint is not None and not config.resume:
+        raise FileExistsError(
+            f"{out} holds checkpoints of an earlier run; pass --resume to continue it, or another --out"
+        )
+    state = _check_resume(config, checkpoint) if checkpoint is not None else None
+    torch.manual_seed(config.seed)
+    if backend is None:
+        backend = HFBackend(
+            config.model, device=config.device, dtype=config.dtype or "float32", path="reference"
+        )
+    preparer = FramePreparer(SamplingConfig(**config.sampling), int(backend.patch_factor))
+    train_eps, val_eps = split(load_episodes(config, preparer), config.val_fraction, config.seed)
+    train_ex = build_examples(config, backend, train_eps, config.seed)
+    val_ex = build_examples(config, backend, val_eps, config.seed + 1)
+    if not train_ex:
+        raise ValueError(f"head {config.head!r} found no training examples in {len(train_eps)} episodes")
+
+    lora = use_lora(config, backend.model)
+    if lora:
+        backend.model = wrap_lora(backend.model, config.lora_rank)
+        if state is not None:
+            from safetensors.torch import load_file
+
+            set_peft_model_state_dict = _peft().set_peft_model_state_dict
+
+            set_peft_model_state_dict(backend.model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    elif state is not None:
+        backend.model = (
+            type(backend.model).from_pretrained(checkpoint, dtype=backend.model.dtype).to(backend.device)
+        )
+    model = backend.model
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    start = 0
+    if state is not None:
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+        start = int(state["step"])
+        logger.info("resuming %s at step %d", checkpoint, start)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if str(backend.device).startswith("cuda")
+        else nullcontext()
+    )
+
+    rng = np.random.default_rng([config.seed, start])
+    losses, evaluations, last_good = [], [], checkpoint
+    bar = tqdm(
+        total=config.steps, initial=start, disable=not progress_bar, desc=f"train {config.head}", unit="step"
+    )
+    t0 = time.perf_counter()
+    for step in range(start + 1, config.steps + 1):
+        batch = [
+            train_ex[i]
+            for i in rng.choice(len(train_ex), min(config.batch_size, len(train_ex)), replace=False)
+        ]
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for ex in batch:
+            with autocast:
+                value = loss(config.head, backend, ex) / len(batch)
+            if not torch.isfinite(value):
+                bar.close()
+                where = (
+                    f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved yet"
+                )
+                raise TrainingDiverged(
+                    f"the loss became {value.item()} at step {step} (episode {ex.episode}); {where}; lower --lr "
+                    "and --resume from it"
+                )
+            value.backward()
+            total += value.item()
+        optimizer.step()
+        losses.append(total)
+        bar.set_postfix_str(f"loss {total:.4f}, {(step - start) / (time.perf_counter() - t0):.2f} steps/s")
+        bar.update(1)
+        if step % config.eval_every == 0 or step == config.steps:
+            result = (
+                {"step": step, **evaluate(config, backend, val_ex, val_eps)} if val_eps else {"step": step}
+            )
+            evaluations.append(result)
+            bar.write(
+                "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
+            )
+        if step % config.checkpoint_every == 0:
+            last_good = _save(out / f"checkpoint-{step}", backend, model, optimizer, step, config, lora)
+    bar.close()
+    _save(out / "final", backend, model, None, config.steps, config, lora)
+    return TrainResult(out, config.steps, losses, evaluations)

@@ -1,0 +1,131 @@
+"""`topreward train`: every head's loss falls on a small fixed set; checkpoints, resume, adapters, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from topreward.train import TrainConfig, TrainingDiverged, load_adapter, train
+from topreward.train.heads import loss
+from topreward.train.loop import build_examples, load_episodes
+from topreward.video import write_video
+
+SAMPLING = {"fps": 10.0, "max_frames": 6, "size": (32, 32)}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    """Four 6-frame episodes whose frames brighten as the task progresses; one failure."""
+    root = tmp_path_factory.mktemp("train_data")
+    rows = []
+    for e in range(4):
+        levels = np.linspace(0, 1, 6)
+        frames = np.stack([np.full((32, 32, 3), int(40 + 180 * v), np.uint8) for v in levels])
+        frames[:, :, :, e % 3] = 30  # a tint per episode
+        write_video(root / f"ep{e}.mp4", frames, fps=10)
+        row = {"video": f"ep{e}.mp4", "instruction": "open the drawer", "fps": 10.0, "episode_id": f"ep{e}"}
+        row.update(
+            {"success": True} if e != 3 else {"success": False, "progress": [0, 0.1, 0.2, 0.2, 0.2, 0.2]}
+        )
+        rows.append(row)
+    (root / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return root / "manifest.jsonl"
+
+
+def _config(model, manifest, out, head, **kw) -> TrainConfig:
+    defaults = dict(steps=4, lr=3e-3, batch_size=4, lora="no", num_points=3, eval_every=4, checkpoint_every=2)
+    return TrainConfig(head, [str(manifest)], str(model), str(out), sampling=SAMPLING, **{**defaults, **kw})
+
+
+def _fixed_set_loss(config, backend) -> float:
+    from topreward.sampling import FramePreparer, SamplingConfig
+
+    episodes = load_episodes(config, FramePreparer(SamplingConfig(**SAMPLING), backend.patch_factor))
+    examples = build_examples(config, backend, episodes, 0)
+    with torch.inference_mode():
+        return float(np.mean([float(loss(config.head, backend, ex)) for ex in examples]))
+
+
+@pytest.mark.parametrize("head", ["topreward", "progress", "completion", "contrast"])
+def test_every_head_lowers_its_loss_on_a_fixed_set(tiny_model_dirs, manifest, tmp_path, head):
+    from topreward.backends.hf import HFBackend
+
+    model = tiny_model_dirs["qwen3_vl"]
+    backend = HFBackend(str(model), device="cpu", dtype="float32", path="reference")  # its own copy: trained
+    config = _config(model, manifest, tmp_path / head, head, val_fraction=0.25)
+    before = _fixed_set_loss(config, backend)
+    result = train(config, progress_bar=False, backend=backend)
+    after = _fixed_set_loss(config, backend)
+    assert after < before, (head, before, after)
+    assert len(result.losses) == 4 and result.evaluations and "val_loss" in result.evaluations[-1]
+    assert (tmp_path / head / "final" / "trainer_state.json").exists()
+
+
+def test_full_model_loads_back_and_resume_refuses_other_settings(tiny_model_dirs, manifest, tmp_path):
+    from topreward.scorers.registry import load_scorer
+
+    model = tiny_model_dirs["qwen3_vl"]
+    out = tmp_path / "run"
+    train(_config(model, manifest, out, "topreward"), progress_bar=False)
+    scorer = load_scorer("topreward", model=str(out / "final"), num_prefixes=3, **SAMPLING)
+    assert np.isfinite(scorer.score(str(manifest.parent / "ep0.mp4"), "open the drawer").values).all()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_config(model, manifest, out, "topreward"), progress_bar=False)
+    with pytest.raises(ValueError, match="lr: 0.003 before, 0.001 now"):
+        train(_config(model, manifest, out, "topreward", lr=1e-3, resume=True), progress_bar=False)
+    result = train(_config(model, manifest, out, "topreward", steps=6, resume=True), progress_bar=False)
+    assert len(result.losses) == 2  # steps 5 and 6 only
+
+
+def test_lora_adapter_loads_over_its_base_only(tiny_model_dirs, manifest, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    model = tiny_model_dirs["qwen3_vl"]
+    out = tmp_path / "lora"
+    train(_config(model, manifest, out, "completion", lora="yes", lora_rank=4), progress_bar=False)
+    assert (out / "final" / "adapter_config.json").exists()
+    base = AutoModelForImageTextToText.from_pretrained(model)
+    merged = load_adapter(base, out / "final", str(model))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(
+            merged.state_dict().values(),
+            AutoModelForImageTextToText.from_pretrained(model).state_dict().values(),
+        )
+    )
+    with pytest.raises(ValueError, match="was trained on"):
+        load_adapter(
+            AutoModelForImageTextToText.from_pretrained(model), out / "final", "Qwen/Qwen3-VL-8B-Instruct"
+        )
+    zero = tmp_path / "zero"
+    shutil.copytree(out / "final", zero)
+    from safetensors.torch import load_file, save_file
+
+    weights = {
+        k: (torch.zeros_like(v) if "lora_B" in k else v)
+        for k, v in load_file(str(zero / "adapter_model.safetensors")).items()
+    }
+    save_file(weights, str(zero / "adapter_model.safetensors"))
+    with pytest.raises(ValueError, match="every lora_B weight is zero"):
+        load_adapter(AutoModelForImageTextToText.from_pretrained(model), zero, str(model))
+
+
+def test_sources_without_ground_truth_and_divergence(tiny_model_dirs, manifest, tmp_path):
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text(
+        json.dumps({"video": str(manifest.parent / "ep0.mp4"), "instruction": "x", "fps": 10.0}) + "\n"
+    )
+    with pytest.raises(ValueError, match="'progress' list, 'subtasks'.*'success': true"):
+        train(_config(tiny_model_dirs["qwen3_vl"], bare, tmp_path / "o", "topreward"), progress_bar=False)
+    with pytest.raises(TrainingDiverged, match="lower --lr"):
+        train(
+            _config(tiny_model_dirs["qwen3_vl"], manifest, tmp_path / "nan", "contrast", lr=1e30, steps=2),
+            progress_bar=False,
+        )
+    with pytest.raises(ValueError, match="head='reward'"):
+        TrainConfig("reward", [str(manifest)], "m", "o")
