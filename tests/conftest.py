@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch._dynamo  # noqa: F401  first imported after Mesa's EGL has rendered (test_sim), it can segfault
 
 from topreward.tiny import ARCHS, make_tiny_model
 from topreward.video import write_video

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import topreward
-from topreward.annotate import ScorerSpec, annotate, read_annotations, work_path
+from topreward.annotate import ScorerSpec, annotate, lerobot_progress_path, read_annotations, work_path
 from topreward.cli import main
 from topreward.datasets import open_source
 from topreward.video import write_video
@@ -23,6 +23,7 @@ from topreward.weights import awr_weights, rank_episodes
 
 from .conftest import colour_frames, load_backend
 from .helpers_lerobot import tree_snapshot, write_lerobot_v3
+from .lerobot_venv import check_with_lerobot, needs_lerobot
 
 SMALL = ["--max-frames", "6", "--num-prefixes", "3", "--quiet"]
 
@@ -277,10 +278,23 @@ def test_weights_and_rank_commands(scorer, tmp_path, capsys):
     ranked = rank_episodes(ann)
     scores = [r["success_score"] for r in ranked]
     assert scores[-1] is None and scores[:3] == sorted(scores[:3], reverse=True)
-    assert main(["rank", str(ann), "--top", "2", "--out", str(tmp_path / "keep.json")]) == 0
-    keep = json.loads((tmp_path / "keep.json").read_text())
-    assert keep == sorted(r["episode_index"] for r in ranked[:2])
+    command = ["rank", str(ann), "--top", "2", "--out", str(tmp_path / "ranked.json")]
+    assert main([*command, "--episodes-out", str(tmp_path / "keep.json")]) == 0
+    keep = sorted(r["episode_index"] for r in ranked[:2])
+    # LeRobot's --dataset.episodes takes a list of episode indices: one shell word, no spaces
+    assert (tmp_path / "keep.json").read_text() == json.dumps(keep, separators=(",", ":")) + "\n"
     assert "skipped" in capsys.readouterr().out
+    record = json.loads((tmp_path / "ranked.json").read_text())  # the ranking with its provenance
+    assert record["episodes"] == keep and record["selection"]["top"] == 2
+    assert record["annotations"] == str(ann.resolve()) and record["scored_with"]["method"] == "topreward"
+    assert record["scored_with"]["source"]["path"] == str(manifest.resolve())
+    assert [r["kept"] for r in record["ranking"]] == [True, True, False, False]
+    assert record["ranking"][-1]["success_score"] is None
+    # printed for a shell substitution: only the list on stdout, the source kind noted on stderr
+    assert main(["rank", str(ann), "--top", "2", "--print-episodes"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out == json.dumps(keep, separators=(",", ":")) + "\n"
+    assert "not LeRobot episode indices" in printed.err
 
 
 def test_annotate_command_end_to_end(tiny_model_dirs, tmp_path, capsys):
@@ -299,8 +313,11 @@ def test_annotate_command_end_to_end(tiny_model_dirs, tmp_path, capsys):
     table, _ = read_annotations(out)
     assert table["episode_index"].to_numpy().tolist() == [1] * 7 and table["index"].to_numpy()[0] == 6
     assert "1 episodes scored" in capsys.readouterr().out
-    assert main([*command, "--camera", "nope"]) == 2
+    assert main([*command, "--camera", "nope"]) == 2  # the output in the way is named first
+    assert "p.parquet exists; pass --resume" in capsys.readouterr().err
+    assert main([*command, "--camera", "nope", "--overwrite"]) == 2
     assert "observation.images.top" in capsys.readouterr().err
+    assert out.exists()  # a run refused before it starts leaves the earlier output alone
 
 
 def test_metadata_holds_absolute_model_path_and_provenance(tiny_model_dirs, tmp_path, monkeypatch, capsys):
@@ -329,11 +346,35 @@ def test_metadata_holds_absolute_model_path_and_provenance(tiny_model_dirs, tmp_
     assert prov["date"].startswith("20") and prov["date"].endswith("+00:00")
 
 
+@needs_lerobot
 def test_lerobot_rabc_reader_accepts_our_file(scorer, tmp_path):
-    rabc = pytest.importorskip("lerobot.utils.rabc", reason="lerobot does not install beside torch>=2.11")
+    """The real lerobot (its own venv) loads the dataset and reads our file with `RABCWeights`, both heads."""
     root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
-    out = annotate(open_source(root), scorer, tmp_path / "sarm_progress.parquet", progress_bar=False).out
-    weights = rabc.RABCWeights(str(out), chunk_size=2, head_mode="sparse", device="cpu")
-    assert weights.get_stats()["num_frames"] == 13  # every frame has a progress value
-    w, _ = weights.compute_batch_weights({"index": np.arange(13)})
-    assert w.shape == (13,) and bool((w >= 0).all())
+    out = annotate(open_source(root), scorer, lerobot_progress_path(root), progress_bar=False).out
+    assert out == root.resolve() / "sarm_progress.parquet"  # where lerobot-train --use_rabc looks
+    log = check_with_lerobot(root, out)
+    for head in ("sparse", "dense"):
+        assert f"RABCWeights head_mode={head}: 13 frames" in log  # every frame has a progress value
+
+
+def test_annotate_into_dataset(tiny_model_dirs, tmp_path, capsys):
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
+    model = ["--model", str(tiny_model_dirs["qwen3_vl"]), *SMALL]
+    before = tree_snapshot(root)
+    assert main(["annotate", str(root), "--into-dataset", *model]) == 0
+    added = sorted(set(tree_snapshot(root)) - set(before))
+    assert [name for name, *_ in added] == ["sarm_progress.parquet"]  # nothing else written, nothing left
+    assert read_annotations(root / "sarm_progress.parquet")[0].num_rows == 13
+    assert main(["annotate", str(root), "--into-dataset", *model]) == 2  # exists: --resume or --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", colour_frames(6, 64, 64), fps=4)
+    assert main(["annotate", str(videos), "--instruction", "x", "--into-dataset", *model]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "meta/info.json" in err
+        and "--rabc_progress_path" in err
+        and not (videos / "sarm_progress.parquet").exists()
+    )
+    with pytest.raises(SystemExit):  # --out and --into-dataset: one or the other
+        main(["annotate", str(root), "--into-dataset", "--out", str(tmp_path / "p.parquet"), *model])

@@ -187,7 +187,7 @@ def test_bench_command_with_tiny_model(dataset, tiny_model_dirs, tmp_path, capsy
             str(dataset),
             "--out",
             str(tmp_path),
-            "--episodes",
+            "--num-episodes",
             "2",
             "--model",
             str(tiny_model_dirs["qwen3_vl"]),
@@ -215,7 +215,7 @@ def test_bench_on_the_shipped_sim_fixture_with_tiny_model(tiny_model_dirs, tmp_p
             str(manifest),
             "--out",
             str(tmp_path),
-            "--episodes",
+            "--num-episodes",
             "16",
             "--model",
             str(tiny_model_dirs["qwen3_vl"]),
@@ -273,7 +273,7 @@ def test_two_manifests_with_the_same_file_name_keep_their_own_results(tiny_model
     first = _one_episode_manifest(tmp_path / "a", np.linspace(0, 1, 12))
     second = _one_episode_manifest(tmp_path / "b", np.linspace(1, 0, 12))
     small = ["--max-frames", "4", "--num-prefixes", "2", "--controls", "none", "--quiet"]
-    command = ["bench", str(first), str(second), "--out", str(tmp_path / "o"), "--episodes", "1", *small]
+    command = ["bench", str(first), str(second), "--out", str(tmp_path / "o"), "--num-episodes", "1", *small]
     assert main([*command, "--model", str(tiny_model_dirs["qwen3_vl"])]) == 0
     records = [json.loads(x) for x in (tmp_path / "o" / "episodes.jsonl").read_text().splitlines()]
     assert [r["dataset"] for r in records] == ["a", "b"]  # before: both "manifest.jsonl", b reused a's
@@ -321,7 +321,7 @@ def test_rerun_with_other_options_is_refused_until_overwrite(dataset, tiny_model
     records = [json.loads(x) for x in (tmp_path / "episodes.jsonl").read_text().splitlines()]
     assert s.n == 2 and [len(r["values"]) for r in records] == [2, 2]
     # the command line says what differs and how to start again
-    command = ["bench", str(dataset), "--out", str(tmp_path), "--episodes", "2", "--controls", "none"]
+    command = ["bench", str(dataset), "--out", str(tmp_path), "--num-episodes", "2", "--controls", "none"]
     assert main([*command, "--model", model, "--max-frames", "4", "--num-prefixes", "3", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "num_prefixes: 2 before, 3 now" in err and "pass --overwrite" in err

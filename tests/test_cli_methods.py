@@ -47,13 +47,13 @@ def test_annotate_weights_rank_with_method(method, tiny_model_dirs, tmp_path, ca
     assert meta["method"] == method and meta["config"]["num_prefixes"] == 3
     assert main(["weights", str(ann), "--out", str(tmp_path / "w.parquet")]) == 0
     assert np.isfinite(pq.read_table(tmp_path / "w.parquet")["weight"].to_numpy()).all()
-    assert main(["rank", str(ann), "--top", "1", "--out", str(tmp_path / "keep.json")]) == 0
+    assert main(["rank", str(ann), "--top", "1", "--episodes-out", str(tmp_path / "keep.json")]) == 0
     assert len(json.loads((tmp_path / "keep.json").read_text())) == 1
 
 
 def test_bench_with_second_method(tiny_model_dirs, tmp_path, capsys):
     manifest = fixture_dir() / "manifest.jsonl"
-    cmd = ["bench", str(manifest), "--out", str(tmp_path), "--episodes", "4", "--method", "instruction"]
+    cmd = ["bench", str(manifest), "--out", str(tmp_path), "--num-episodes", "4", "--method", "instruction"]
     assert (
         main([*cmd, *small(tiny_model_dirs["qwen2_5_vl"]), "--controls", "static,mismatch", "--quiet"]) == 0
     )

@@ -227,7 +227,7 @@ def test_bench_counts_a_failed_gvl_episode_as_voc_zero(tiny_model_dirs, tmp_path
         main(
             [
                 *args,
-                "--episodes",
+                "--num-episodes",
                 "2",
                 "--num-prefixes",
                 "3",

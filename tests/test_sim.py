@@ -320,3 +320,42 @@ def test_sim_command_end_to_end(tmp_path, capsys):
     rows = [json.loads(x) for x in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in rows] == ["expert", "freeze"] and all(r["num_frames"] == 12 for r in rows)
     assert "manifest.jsonl" in capsys.readouterr().out
+
+
+def test_sim_lerobot_format(tmp_path, capsys):
+    """`topreward sim --format lerobot`: a LeRobot v3.0 dataset that our reader and (with its venv) the real
+    lerobot load; states, actions and ground truth per frame; a rerun renders nothing again."""
+    import pyarrow.parquet as pq
+
+    from topreward.cli import main
+    from topreward.datasets import open_source
+
+    from .lerobot_venv import LEROBOT_PYTHON, check_with_lerobot
+
+    _need_sim()
+    root = tmp_path / "ds"
+    command = ["sim", "--format", "lerobot", "--out", str(root), "--tasks", "reach-v3", "--seeds", "1"]
+    command += ["--kinds", "expert,random", "--max-steps", "12", "--size", "64", "--quiet"]
+    assert main(command) == 0
+    assert "wrote LeRobot dataset" in capsys.readouterr().out
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 30 and info["total_frames"] == 24
+    data = pq.read_table(root / "data/chunk-000/file-000.parquet").to_pylist()
+    manifest = [json.loads(line) for line in (root / ".sim_episodes/manifest.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in data] == list(range(24)) and [r["episode_index"] for r in data[::12]] == [
+        0,
+        1,
+    ]
+    assert [r["progress"] for r in data] == pytest.approx([p for m in manifest for p in m["progress"]])
+    assert all(len(r["observation.state"]) == len(r["action"]) == 4 for r in data)
+    assert all(-1 <= a <= 1 for r in data for a in r["action"])
+    source = open_source(root)
+    episode = source.get(source.episode_ids()[1])
+    assert episode.instruction == TASK_INSTRUCTIONS["reach-v3"] and episode.num_frames == 12
+    frames = episode.frames()
+    np.testing.assert_array_equal(frames, read_frames(root / ".sim_episodes" / manifest[1]["video"]))
+    work_video = root / ".sim_episodes" / manifest[0]["video"]
+    mtime = work_video.stat().st_mtime_ns
+    assert main(command) == 0 and work_video.stat().st_mtime_ns == mtime  # resumed: nothing rendered again
+    if LEROBOT_PYTHON:
+        assert "LeRobotDataset: 2 episodes, 24 frames" in check_with_lerobot(root)

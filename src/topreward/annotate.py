@@ -23,8 +23,10 @@ name and renamed into place. The source dataset is only read.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -36,11 +38,30 @@ import numpy as np
 from topreward import __version__
 from topreward.provenance import check_settings, describe_source, fingerprint, provenance, settings
 from topreward.result import ScoreResult
-from topreward.worklog import JsonlLog
+from topreward.worklog import JsonlLog, check_unlocked, locked
 
 logger = logging.getLogger(__name__)
 
+#: where LeRobot's RA-BC looks for a progress file by default: `<dataset root>/sarm_progress.parquet`
+LEROBOT_PROGRESS_FILE = "sarm_progress.parquet"
 RABC_COLUMNS = ("index", "episode_index", "frame_index", "progress_sparse", "progress_dense")
+
+
+def lerobot_progress_path(dataset_root: str | Path) -> Path:
+    """`<root>/sarm_progress.parquet`: where `lerobot-train --use_rabc=true --dataset.root=<root>` looks
+    for a progress file when `--rabc_progress_path` is not given (`annotate --into-dataset`).
+
+    Raises:
+        ValueError: `dataset_root` is not a local LeRobot dataset root (a folder with meta/info.json).
+    """
+    root = Path(dataset_root).expanduser()
+    if not (root / "meta" / "info.json").is_file():
+        raise ValueError(
+            f"--into-dataset writes {LEROBOT_PROGRESS_FILE} into a local LeRobot dataset root (the folder with "
+            f"meta/info.json), and {dataset_root} is not one; for a Hub dataset or other sources write "
+            "--out FILE and pass --rabc_progress_path=FILE to lerobot-train"
+        )
+    return root.resolve() / LEROBOT_PROGRESS_FILE
 
 
 def _pyarrow():
@@ -55,6 +76,28 @@ def _pyarrow():
 def work_path(out: str | Path) -> Path:
     out = Path(out)
     return out.with_name(out.name + ".work.jsonl")
+
+
+def lock_path(out: str | Path) -> Path:
+    """The lock a run holds while it writes `out` (`topreward.worklog.locked`): one run per output."""
+    out = Path(out)
+    return out.with_name(out.name + ".lock")
+
+
+def _one_run_per_output(fn):
+    """`annotate` holds the output's lock while it runs: a second run on the same output is refused
+    with the first run's process id (a crashed run's lock goes with its process)."""
+
+    @functools.wraps(fn)
+    def run(source, scorer, out, **kwargs):
+        out = Path(out)
+        if kwargs.get("resume") and kwargs.get("overwrite"):
+            check_output(out, scorer, {}, resume=True, overwrite=True)  # refused, before anything is made
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with locked(lock_path(out), str(out)):
+            return fn(source, scorer, out, **kwargs)
+
+    return run
 
 
 @dataclass
@@ -241,6 +284,107 @@ def _scored_locally(
         yield task, result, None
 
 
+def _is_ours(path: Path) -> bool:
+    """Whether `path` is a parquet that topreward wrote (annotations or weights)."""
+    pa, pq = _pyarrow()
+    try:
+        return b"topreward" in (pq.read_schema(path).metadata or {})
+    except (pa.ArrowException, OSError):  # not a parquet file at all
+        return False
+
+
+# files that are data, whatever folder they are in: an output never takes their place
+_INPUT_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".jsonl")
+
+
+def refuse_replacing_inputs(out: str | Path, source_info: dict[str, Any] | None = None) -> None:
+    """An output never replaces an input: the source itself, a file of a source folder that topreward did
+    not write, a video or a manifest; and never goes inside a local LeRobot source dataset — except
+    LeRobot's default progress file at its root (`LEROBOT_PROGRESS_FILE`), which a user names on purpose.
+
+    `source_info`: `topreward.provenance.describe_source` of the source (its `path` and `type`), if known.
+    """
+    out = Path(out).expanduser()
+    target = out.resolve()
+    fix = "choose another --out"
+    if out.is_file() and out.suffix.lower() in _INPUT_SUFFIXES:
+        raise FileExistsError(f"{out} is a {out.suffix} file, an input; an output never replaces it: {fix}")
+    info = source_info or {}
+    if not info.get("path"):
+        return
+    source = Path(info["path"]).resolve()
+    if target == source:
+        raise FileExistsError(f"{out} is the source this run reads; an output never replaces it: {fix}")
+    if info.get("type") == "LeRobotSource":
+        if target.is_relative_to(source) and target != source / LEROBOT_PROGRESS_FILE:
+            raise ValueError(
+                f"--out {out} is inside the source dataset {source}; outputs never go into a source dataset "
+                f"(LeRobot's default progress file {source / LEROBOT_PROGRESS_FILE} aside): {fix} outside it"
+            )
+        return
+    folder = source if source.is_dir() else source.parent  # a video folder; a manifest's folder
+    if target.is_relative_to(folder) and out.is_file() and not _is_ours(out):
+        raise FileExistsError(
+            f"{out} is a file of the source folder {folder} that topreward did not write; an output never "
+            f"replaces it: {fix}"
+        )
+
+
+def check_output(
+    out: str | Path,
+    scorer,
+    source_info: dict[str, Any],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    run: dict[str, Any] | None = None,
+) -> str:
+    """Every check of `out` and its work file that needs no model: run before one is loaded.
+
+    `scorer` may be a `ScorerSpec` (the settings come from its options). Returns "new" (nothing there or
+    `overwrite`), "resume" (a work file whose records match this run) or "complete" (with `resume`: a
+    finished output computed with these settings). Raises FileExistsError for an output or work file that
+    would be replaced without `--resume`/`--overwrite`, and ValueError (listing what differs) for one made
+    with other settings.
+    """
+    out, work_file = Path(out), work_path(out)
+    if resume and overwrite:
+        raise ValueError(
+            "--resume and --overwrite contradict each other (--resume keeps the finished episodes, "
+            "--overwrite deletes them); pass one of them"
+        )
+    refuse_replacing_inputs(out, source_info)
+    check_unlocked(lock_path(out), str(out))  # a run still writing it: not an interrupted one to resume
+    if overwrite:
+        return "new"
+    if out.is_dir():
+        raise FileExistsError(
+            f"{out} is a folder; --out names the parquet file to write, e.g. {out}/progress.parquet"
+        )
+    if out.exists() and not resume:
+        raise FileExistsError(
+            f"{out} exists; pass --resume to continue an interrupted run or --overwrite to replace it"
+        )
+    if work_file.exists() and not resume:
+        raise FileExistsError(
+            f"{work_file} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
+        )
+    if not resume:
+        return "new"
+    run = settings(provenance(scorer, source_info)) if run is None else run
+    if out.exists() and not work_file.exists():
+        done = read_annotations(out)[1].get("provenance")
+        check_settings(out, None if done is None else settings(done), run)
+        return "complete"
+    if not work_file.exists():
+        return "new"
+    for rec in JsonlLog(work_file, ("episode_id",)).records.values():
+        if rec.get("fingerprint") != fingerprint(run, rec["episode_id"]):
+            check_settings(work_file, rec.get("settings"), run)
+    return "resume"
+
+
+@_one_run_per_output
 def annotate(
     source,
     scorer,
@@ -251,6 +395,7 @@ def annotate(
     engine: str = "local",
     workers: int = 1,
     gpus_per_worker: float = 0.0,
+    ray_address: str | None = None,
     source_factory=None,
     source_info: dict[str, Any] | None = None,
     progress_bar: bool = True,
@@ -266,6 +411,8 @@ def annotate(
         resume: continue from `<out>.work.jsonl`; overwrite: start again from nothing.
         engine: "local" (this process) or "ray" (Ray Data: decoding in CPU tasks, scoring in an actor pool).
         workers, gpus_per_worker: Ray actor-pool size and GPUs per actor.
+        ray_address: an existing Ray cluster to join (e.g. "ray://head:10001" or "auto"); default the
+            `RAY_ADDRESS` environment variable, else a local Ray started for this run.
         source_factory: for "ray", a picklable zero-argument callable that reopens `source` in a worker.
         source_info: where `source` comes from (`topreward.provenance.describe_source`, given the spec the
             user typed); default: described from the source itself. It is part of the settings a resumed
@@ -277,30 +424,31 @@ def annotate(
     work_file = work_path(out)
     source_info = describe_source(source) if source_info is None else source_info
     run = settings(provenance(scorer, source_info))  # what every reused record must have been computed with
-    if overwrite:
-        work_file.unlink(missing_ok=True)
-    elif out.exists() and not resume:
-        raise FileExistsError(
-            f"{out} exists; pass --resume to continue an interrupted run or --overwrite to replace it"
-        )
-    elif work_file.exists() and not resume:
-        raise FileExistsError(
-            f"{work_file} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
-        )
-    if resume and out.exists() and not work_file.exists():
-        done = read_annotations(out)[1].get("provenance")
-        check_settings(out, None if done is None else settings(done), run)
-        logger.info("%s is complete; nothing to resume", out)
-        return AnnotateSummary(out)
     if engine not in ("local", "ray"):
         raise ValueError(f"engine={engine!r}; choose 'local' or 'ray'")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1 (scorer actors), got {workers!r}")
+    if not (
+        isinstance(gpus_per_worker, (int, float)) and math.isfinite(gpus_per_worker) and gpus_per_worker >= 0
+    ):
+        raise ValueError(f"gpus_per_worker must be a number >= 0, got {gpus_per_worker!r}")
+    if check_output(out, scorer, source_info, resume=resume, overwrite=overwrite, run=run) == "complete":
+        logger.info("%s is complete; nothing to resume", out)
+        return AnnotateSummary(out)
+    if overwrite:
+        work_file.unlink(missing_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     tasks, broken = plan(source)
     work = JsonlLog(work_file, ("episode_id",))
-    for rec in work.records.values():
-        if rec.get("fingerprint") != fingerprint(run, rec["episode_id"]):
-            check_settings(work_file, rec.get("settings"), run)
+    selected = {t.episode_id for t in tasks}
+    others = sorted(str(key[0]) for key in work.records if key[0] not in selected)
+    if others:  # the final file holds the selected episodes only: finished work would be deleted
+        raise ValueError(
+            f"{work_file} holds {len(others)} finished episode(s) this run does not select "
+            f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); resume with the episode "
+            "selection of the interrupted run (a wider one is fine), or --overwrite to discard them"
+        )
     summary = AnnotateSummary(out, reused=len(work))
     for task in tasks:
         if task.episode_id in broken and (task.episode_id,) not in work:
@@ -313,7 +461,13 @@ def annotate(
         from topreward.annotate_ray import score_with_ray
 
         stream = score_with_ray(
-            scorer, todo, source_factory, workers=workers, gpus_per_worker=gpus_per_worker
+            scorer,
+            todo,
+            source_factory,
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            address=ray_address,
+            progress_bars=False,  # ours counts episodes; Ray Data's own bars would interleave with it
         )
     else:
         stream = _scored_locally(scorer, source, todo)
@@ -364,9 +518,27 @@ def annotate(
     return summary
 
 
-def read_annotations(path: str | Path):
-    """(pyarrow table, metadata dict) of an annotation parquet."""
-    _, pq = _pyarrow()
-    table = pq.read_table(path)
+def read_annotations(path: str | Path, columns: tuple[str, ...] = ()):
+    """(pyarrow table, metadata dict) of an annotation parquet; `columns`: those the caller needs (a file
+    without them is an error naming them)."""
+    pa, pq = _pyarrow()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"annotation file {path} not found; pass the parquet written by `topreward annotate --out`"
+        )
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(
+            f"{path} is not a readable parquet file ({e}); pass the parquet written by `topreward annotate`"
+        ) from e
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"{path} has no column(s) {', '.join(missing)} (its columns: {', '.join(table.column_names[:8])}"
+            f"{', ...' if len(table.column_names) > 8 else ''}): not a file written by `topreward annotate`; "
+            "pass that file"
+        )
     raw = (table.schema.metadata or {}).get(b"topreward")
     return table, (json.loads(raw) if raw else {})

@@ -85,11 +85,22 @@ class _Score:
         return {"episode_id": batch["episode_id"], "result": np.array(results), "error": np.array(errors)}
 
 
-def score_with_ray(spec, todo, source_factory, *, workers: int = 1, gpus_per_worker: float = 0.0) -> Iterator:
+def score_with_ray(
+    spec,
+    todo,
+    source_factory,
+    *,
+    workers: int = 1,
+    gpus_per_worker: float = 0.0,
+    address: str | None = None,
+    progress_bars: bool = True,
+) -> Iterator:
     """Yield (task, ScoreResult | None, reason | None) for every task, as results arrive.
 
     Args:
         spec: a `topreward.annotate.ScorerSpec` (method name and options); each actor loads its scorer.
+        address: a Ray cluster to join (`topreward.ray_setup.init_ray`); default `RAY_ADDRESS` or local.
+        progress_bars: Ray Data's own progress bars (off when the caller shows its own).
     """
     import json
 
@@ -99,9 +110,10 @@ def score_with_ray(spec, todo, source_factory, *, workers: int = 1, gpus_per_wor
         raise ValueError("engine='ray' needs source_factory, a picklable callable that reopens the source")
     if not todo:
         return
-    ray = _ray()
-    if not ray.is_initialized():
-        ray.init()
+    from topreward.ray_setup import init_ray, quiet_ray_data
+
+    ray = init_ray(address, ray=_ray())
+    quiet_ray_data(progress_bars)
     by_id = {t.episode_id: t for t in todo}
     ds = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
     ds = ds.map(_decode, fn_kwargs={"source_factory": source_factory, "preparer": spec.preparer()})

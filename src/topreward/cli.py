@@ -17,6 +17,65 @@ import numpy as np
 SAMPLE_VIDEO = "sample_pick_place.mp4"
 SAMPLE_INSTRUCTION = "put the red block into the blue cup"
 
+# Building the parser (and so every `--help`) must not import torch, transformers or a method's model code:
+# the option dataclasses and the registry table are plain Python (tests/test_cli_help.py checks this).
+
+EPISODES_HELP = (
+    "LeRobot episode selection, by episode index: a slice '0:50' (start:stop[:step], stop excluded), "
+    "one index '3', or a list '1,4,7' (default: all)"
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in its help: appended unless the help already states it (or there is none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "default" in text
+            or not action.option_strings
+            or any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS))  # 0 is shown
+            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+        ):
+            return action.help
+        return text + " (default: %(default)s)"
+
+
+def _add_quiet(parser: argparse.ArgumentParser, what: str = "no progress bar") -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help=what)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _add_ray_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="ray: join this running Ray cluster, e.g. 'auto' or 'ray://head:10001' (default: the "
+        "RAY_ADDRESS environment variable, else a local Ray for this run)",
+    )
+
+
+def _hush_libraries() -> None:
+    """`--quiet`: no download / checkpoint-loading bars from huggingface_hub and transformers either."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:  # already imported: its logging read the environment at import
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
 
 # ---- dataclass configs <-> flags ------------------------------------------------------------------
 def _parse_size(text: str) -> tuple[int, int]:
@@ -119,11 +178,22 @@ def _peek_method(argv: list[str]) -> str:
 # ---- subcommands ----------------------------------------------------------------------------------
 def _cmd_score(args: argparse.Namespace) -> int:
     from topreward.episode import as_episode
+    from topreward.scorers.base import check_instruction
     from topreward.scorers.registry import load_scorer
 
+    if args.quiet:
+        _hush_libraries()
+    # inputs and outputs first: nothing is loaded for a run that cannot finish
     episode = as_episode(args.video, args.instruction, args.source_fps)
     truth = _ground_truth_arg(args.ground_truth, episode) if args.ground_truth else None
     calibration = _calibration_arg(args)
+    _check_out_file(args.out, "--out")
+    if args.plot:
+        _check_out_file(args.plot, "--plot")
+    inputs = (args.video, args.ground_truth, args.calibration)
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        _refuse_input_as_output(flag, path, inputs)
+    check_instruction(episode)  # the model's own control tokens are checked again once it is loaded
     scorer = load_scorer(args.method, **method_options(args))
     _check_calibration(calibration, scorer)
     result = scorer.score(episode)
@@ -135,8 +205,46 @@ def _cmd_score(args: argparse.Namespace) -> int:
         from topreward.plot import plot_result
 
         print(f"wrote {plot_result(result, args.plot, episode, ground_truth=truth)}")
-    _print_summary(result)
+    if not args.quiet:
+        _print_summary(result)
     return 0
+
+
+def _check_out_file(path: str, flag: str) -> None:
+    """An output file path that cannot be written is refused before any model is loaded."""
+    import os
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; name a file, e.g. {target / 'result.json'}")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: no permission to write in {parent}; choose another folder")
+
+
+def _refuse_input_as_output(flag: str, out: str | None, inputs: tuple[str | None, ...]) -> None:
+    """An output never replaces an input: not the same file, nor a file inside an input folder."""
+    if not out:
+        return
+    target = Path(out).expanduser().resolve()
+    for given in inputs:
+        if not given or not Path(given).expanduser().exists():
+            continue  # e.g. inline JSON
+        source = Path(given).expanduser().resolve()
+        if target == source or (source.is_dir() and target.exists() and target.is_relative_to(source)):
+            raise ValueError(
+                f"{flag} {out} would replace the input {given}; an output never replaces an input: "
+                "choose another path"
+            )
+
+
+def _ray_only(args: argparse.Namespace) -> None:
+    if args.ray_address and args.engine != "ray":
+        raise ValueError("--ray-address applies to --engine ray only; add --engine ray or drop it")
 
 
 def _ground_truth_arg(text: str, episode) -> np.ndarray:
@@ -207,7 +315,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from topreward.scorers.registry import load_scorer
     from topreward.tiny import make_tiny_model
 
+    if args.quiet:
+        _hush_libraries()
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(
+            f"--out {out} is a file; demo writes a folder (tiny model, result.json, curve.png): name a folder"
+        )
     model_dir = out / "tiny-qwen3_vl"
     if not (model_dir / "config.json").exists():
         make_tiny_model(model_dir, "qwen3_vl")
@@ -217,11 +331,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         result = scorer.score(episode)
         json_path = result.save(out / "result.json")
         png_path = plot_result(result, out / "curve.png", episode)
-    print("TOPReward demo: a tiny random-weight Qwen3-VL (built locally, offline) scores the bundled clip.")
-    print(
-        "Its numbers show the pipeline, not a trained model's judgement: use --model Qwen/Qwen3-VL-8B-Instruct."
-    )
-    _print_summary(result)
+    if not args.quiet:
+        print(
+            "TOPReward demo: a tiny random-weight Qwen3-VL (built locally, offline) scores the bundled clip."
+        )
+        print(
+            "Its numbers show the pipeline, not a trained model's judgement: use --model "
+            "Qwen/Qwen3-VL-8B-Instruct."
+        )
+        _print_summary(result)
     print(f"result: {json_path}\nplot:   {png_path}")
     return 0
 
@@ -274,7 +392,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                 f"{flag} {value!r} contradicts the records, whose {key} is {data.scored_with[key]!r}"
             )
         data.scored_with[key] = value
-    if data.scored_with.get("value_name") is None:
+    if data.scored_with.get("value_name") is None and not args.quiet:
         print("note: the records do not say what their scores are; pass --scores-method and --value-name")
         print("      so that applying this calibration to other scores is refused")
     calibration = fit_calibration(
@@ -329,16 +447,29 @@ def _open_source_args(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_annotate(args: argparse.Namespace) -> int:
     import functools
 
-    from topreward.annotate import ScorerSpec, annotate
+    from topreward.annotate import ScorerSpec, annotate, check_output
     from topreward.datasets import open_source
     from topreward.provenance import describe_source
     from topreward.scorers.registry import load_scorer
 
+    _ray_only(args)
+    if args.quiet:
+        _hush_libraries()
+    if args.into_dataset:  # asked for by name: LeRobot's default location inside the source dataset
+        from topreward.annotate import lerobot_progress_path
+
+        args.out = str(lerobot_progress_path(args.source))
     calibration = _calibration_arg(args)
+    spec = ScorerSpec(args.method, method_options(args))
+    if not args.resume:  # an output in the way: refused before a dataset is opened (or downloaded)
+        check_output(args.out, spec, {}, overwrite=args.overwrite)
     source_kwargs = _open_source_args(args)
     source = open_source(args.source, **source_kwargs)
+    source_info = describe_source(source, args.source, episodes=args.episodes)
+    # a resume made with other settings: refused before the model is loaded
+    check_output(args.out, spec, source_info, resume=args.resume, overwrite=args.overwrite)
     if args.engine == "ray":
-        scorer = ScorerSpec(args.method, method_options(args))  # value names: checked on the results
+        scorer = spec  # each worker loads its own; value names: checked on the results
     else:
         scorer = load_scorer(args.method, **method_options(args))
         _check_calibration(calibration, scorer)
@@ -351,8 +482,9 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
         engine=args.engine,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
+        ray_address=args.ray_address,
         source_factory=functools.partial(open_source, args.source, **source_kwargs),
-        source_info=describe_source(source, args.source, episodes=args.episodes),
+        source_info=source_info,
         progress_bar=not args.quiet,
         calibration=calibration,
     )
@@ -372,16 +504,21 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
 def _cmd_weights(args: argparse.Namespace) -> int:
     from topreward.weights import write_weights
 
-    beta = args.beta if args.beta == "auto" else float(args.beta)
-    print(f"wrote {write_weights(args.annotations, args.out, beta=beta, max_weight=args.max_weight)}")
+    # `--beta` as typed: write_weights parses it and names it when it is neither 'auto' nor a number > 0
+    print(f"wrote {write_weights(args.annotations, args.out, beta=args.beta, max_weight=args.max_weight)}")
     return 0
 
 
 def _cmd_rank(args: argparse.Namespace) -> int:
     import json
+    import math
 
     from topreward.weights import rank_episodes
 
+    if args.top is not None and args.top < 1:
+        raise ValueError(f"--top {args.top}: keep a whole number >= 1 of episodes (or leave --top out)")
+    if args.min_score is not None and not math.isfinite(args.min_score):
+        raise ValueError(f"--min-score {args.min_score}: give a finite number (success scores are finite)")
     rows = rank_episodes(args.annotations)
     keep = [
         r
@@ -390,25 +527,88 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     ]
     if args.top is not None:
         keep = keep[: args.top]
-    print(" rank  episode  success score  frames")
-    for i, r in enumerate(rows, 1):
-        score = "skipped" if r["success_score"] is None else f"{r['success_score']:.3f}"
-        mark = "*" if r in keep else " "
-        print(f"{mark}{i:4d}  {r['episode_index']:7d}  {score:>13}  {r['num_frames']:6d}")
+    kept = sorted(r["episode_index"] for r in keep)
+    episodes_json = json.dumps(kept, separators=(",", ":"))  # one shell word: --dataset.episodes=[0,3,7]
+    meta = _annotation_metadata(args.annotations)
+    source = (meta.get("provenance") or {}).get("source") or {}
+    if source.get("type") not in (None, "LeRobotSource") and (args.episodes_out or args.print_episodes):
+        print(
+            f"note: {args.annotations} was scored from a {source['type']}: its episode indices are positions "
+            "in that source, not LeRobot episode indices",
+            file=sys.stderr,
+        )
+    if args.print_episodes:
+        print(episodes_json)
+    else:
+        print(" rank  episode  success score  frames")
+        for i, r in enumerate(rows, 1):
+            score = "skipped" if r["success_score"] is None else f"{r['success_score']:.3f}"
+            mark = "*" if r in keep else " "
+            print(f"{mark}{i:4d}  {r['episode_index']:7d}  {score:>13}  {r['num_frames']:6d}")
+    if args.episodes_out:
+        _write_text(args.episodes_out, episodes_json + "\n")
+        if not args.print_episodes:
+            print(f"wrote {len(kept)} episode indices (marked *) to {args.episodes_out}")
     if args.out:
-        Path(args.out).write_text(json.dumps(sorted(r["episode_index"] for r in keep)) + "\n")
-        print(f"wrote {len(keep)} episode indices (marked *) to {args.out}")
+        from topreward import __version__
+
+        record = {
+            "episodes": kept,  # LeRobot's --dataset.episodes
+            "selection": {
+                "rule": "success score, best first; skipped and failed episodes never kept",
+                "top": args.top,
+                "min_score": args.min_score,
+            },
+            "annotations": str(Path(args.annotations).resolve()),
+            "scored_with": {
+                "method": meta.get("method"),
+                "model_id": meta.get("model_id"),
+                "model_revision": meta.get("model_revision"),
+                "source": source or None,
+                "topreward_version": meta.get("topreward_version"),
+            },
+            "ranking": [{"rank": i, **r, "kept": r in keep} for i, r in enumerate(rows, 1)],
+            "topreward_version": __version__,
+        }
+        _write_text(args.out, json.dumps(record, indent=1, allow_nan=False) + "\n")
+        if not args.print_episodes:
+            print(f"wrote the ranking with its provenance to {args.out}")
     return 0
 
 
+def _annotation_metadata(path: str) -> dict[str, Any]:
+    """The `topreward` metadata of an annotation parquet (its schema only; the rows are not read)."""
+    import json
+
+    from topreward.annotate import _pyarrow
+
+    _, pq = _pyarrow()
+    raw = (pq.read_schema(path).metadata or {}).get(b"topreward")
+    return json.loads(raw) if raw else {}
+
+
+def _write_text(path: str, text: str) -> None:
+    """Write a small output file atomically (a temporary name, then a rename)."""
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import functools
+
+    from topreward.annotate import ScorerSpec
     from topreward.bench import BenchConfig, BenchDataset, run_bench
     from topreward.bench.presets import preset
     from topreward.bench.report import text_table
-    from topreward.bench.runner import dataset_names
+    from topreward.bench.runner import check_out, dataset_names
+    from topreward.datasets import open_source
     from topreward.scorers.registry import load_scorer
 
-    episodes = args.episodes
+    if args.quiet:
+        _hush_libraries()
+    episodes = args.num_episodes
     datasets = []
     if args.preset:
         p = preset(args.preset)
@@ -428,12 +628,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if wanted and "conventions" in options and not _given(args, "--conventions"):
         options["conventions"] = wanted
         print(f"note: --preset {args.preset} runs --conventions {wanted}, as its reference numbers were made")
+    opener = functools.partial(open_source, camera=args.camera, episodes=args.episodes)
+    # the datasets open and --out holds no results made otherwise: checked before the model is loaded
+    check_out(
+        datasets,
+        ScorerSpec(args.method, options),
+        args.out,
+        bench,
+        open_source=opener,
+        overwrite=args.overwrite,
+    )
     scorer = load_scorer(args.method, **options)
     summaries = run_bench(
         datasets,
         scorer,
         args.out,
         bench,
+        open_source=opener,
         progress_bar=not args.quiet,
         calibration=calibration,
         overwrite=args.overwrite,
@@ -454,18 +665,22 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.list_tasks:
         print("\n".join(list_tasks()))
         return 0
-    manifest = generate(
-        args.out,
-        args.tasks.split(","),
-        range(args.seeds),
-        kinds=tuple(args.kinds.split(",")),
-        max_steps=args.max_steps,
-        fps=args.fps,
-        noise_std=args.noise_std,
-        size=args.size,
-        trim_after_success=args.trim_after_success,
-        progress=not args.quiet,
-    )
+    options = {
+        "max_steps": args.max_steps,
+        "fps": args.video_fps,
+        "noise_std": args.noise_std,
+        "size": args.size,
+        "trim_after_success": args.trim_after_success,
+        "progress": not args.quiet,
+    }
+    tasks, kinds = args.tasks.split(","), tuple(args.kinds.split(","))
+    if args.format == "lerobot":
+        from topreward.sim.lerobot_format import generate_lerobot
+
+        root = generate_lerobot(args.out, tasks, range(args.seeds), kinds, **options)
+        print(f"wrote LeRobot dataset {root} (load: LeRobotDataset('local/sim', root={str(root)!r}))")
+        return 0
+    manifest = generate(args.out, tasks, range(args.seeds), kinds=kinds, **options)
     print(f"wrote {manifest}")
     return 0
 
@@ -479,10 +694,15 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
 
     if args.method != "topreward":
         raise ValueError("the answer-token study reads TOPReward's prompt; use --method topreward")
+    if args.quiet:
+        _hush_libraries()
+    source = open_source(args.source, camera=args.camera)  # before the model: a bad source fails fast
+    if args.out:
+        _check_out_file(args.out, "--out")
     scorer = load_scorer(args.method, **method_options(args))
     candidates = [w for w in args.candidates.split(",")] if args.candidates else None
     study = answer_token_study(
-        open_source(args.source),
+        source,
         scorer,
         candidates=candidates,
         top_vocab=args.top_vocab,
@@ -507,6 +727,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from topreward.serve import check_port
 
     check_port(args.port)  # every option is checked before a model is loaded
+    _ray_only(args)
+    if args.quiet:
+        _hush_libraries()
     limits = ServeLimits(
         max_request_bytes=args.max_request_mb * 2**20,
         max_side=args.max_side,
@@ -527,6 +750,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             limits=limits,
+            address=args.ray_address,
         )
         print(
             f"topreward serve: {args.method} on {url}, {args.replicas} Ray Serve replica(s) (auth: {auth})",
@@ -572,13 +796,23 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     from topreward.tiny import ALL_ARCHS
 
     parser = argparse.ArgumentParser(
-        prog="topreward", description="Zero-shot rewards and progress from video VLMs."
+        prog="topreward",
+        description="Zero-shot rewards and progress from video VLMs.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"topreward {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (Ray's logs too)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, show the full traceback (default: one line naming the file and the fix)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("score", help="score one video: progress curve, success score, dense rewards")
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=_HelpFormatter, **kw)
+
+    p = command("score", help="score one video: progress curve, success score, dense rewards")
     p.add_argument("video", help="video file (mp4, ...) or folder of frames")
     p.add_argument("instruction", help="task text, e.g. 'put the pen into the cup'")
     p.add_argument("--out", default="result.json", help="result JSON path (default: result.json)")
@@ -589,44 +823,63 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
         help="ground truth drawn on --plot: a JSON file or inline JSON with the manifest keys "
         "'progress' (per frame), 'subtasks' or 'success' (e.g. '{\"success\": true}')",
     )
-    p.add_argument("--source-fps", type=float, default=None, help="frame rate of a frame folder")
+    p.add_argument(
+        "--source-fps",
+        type=float,
+        default=None,
+        help="recorded frame rate of a frame folder (a video's own rate is read from the file); "
+        "not --fps, the rate at which frames are sampled for the model",
+    )
     p.add_argument(
         "--calibration",
         default=None,
         help="a `topreward calibrate` JSON: also report success_probability and success (score >= threshold)",
     )
+    _add_quiet(p, "print only the paths written (no table, no model-loading bars)")
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_score)
 
-    p = sub.add_parser("make-tiny-model", help="write a tiny random-weight model + processor (offline tests)")
-    p.add_argument("path")
-    p.add_argument("--arch", choices=ALL_ARCHS, default="qwen3_vl")
-    p.add_argument("--seed", type=int, default=0)
+    p = command("make-tiny-model", help="write a tiny random-weight model + processor (offline tests)")
+    p.add_argument("path", help="folder to write the model into")
+    p.add_argument("--arch", choices=ALL_ARCHS, default="qwen3_vl", help="architecture of the tiny model")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.set_defaults(func=_cmd_make_tiny_model)
 
-    p = sub.add_parser("demo", help="offline demo: tiny model scores the bundled sample clip")
+    p = command("demo", help="offline demo: tiny model scores the bundled sample clip")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    _add_quiet(p, "print only the paths written")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser(
-        "annotate", help="score a whole dataset; per-frame progress parquet (LeRobot RA-BC schema)"
-    )
+    p = command("annotate", help="score a whole dataset; per-frame progress parquet (LeRobot RA-BC schema)")
     p.add_argument(
         "source", help="LeRobot dataset root or Hub id, folder of videos, manifest .jsonl, or a video"
     )
-    p.add_argument("--out", required=True, help="output parquet (e.g. progress.parquet)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", default=None, help="output parquet (e.g. progress.parquet)")
+    where.add_argument(
+        "--into-dataset",
+        action="store_true",
+        help="write <dataset root>/sarm_progress.parquet, where lerobot-train --use_rabc=true finds it "
+        "without --rabc_progress_path (a local LeRobot dataset root only; the only file written into it)",
+    )
     p.add_argument("--camera", default=None, help="LeRobot video key (default: the first)")
-    p.add_argument("--episodes", default=None, help="LeRobot episode subset, e.g. 0:50")
+    p.add_argument("--episodes", default=None, help=EPISODES_HELP)
     p.add_argument("--manifest", default=None, help="JSONL manifest for a folder of videos")
     p.add_argument("--instruction", default=None, help="instruction for videos without one")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing output and work file (other settings)"
     )
-    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (one model in this process) or ray (Ray Data: decoding tasks, an actor pool of models)",
+    )
     p.add_argument("--workers", type=int, default=1, help="ray: scorer actors (one model each)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per scorer actor")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_ray_address(p)
+    _add_quiet(p, "no progress bar")
     p.add_argument(
         "--calibration",
         default=None,
@@ -635,7 +888,7 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_annotate)
 
-    p = sub.add_parser("weights", help="advantage-weighted BC weights from an annotation parquet (Eq.5)")
+    p = command("weights", help="advantage-weighted BC weights from an annotation parquet (Eq.5)")
     p.add_argument("annotations", help="parquet written by `topreward annotate`")
     p.add_argument("--out", required=True, help="output parquet")
     p.add_argument(
@@ -644,14 +897,31 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p.add_argument("--max-weight", type=float, default=2.0, help="cap of the weights (default: 2)")
     p.set_defaults(func=_cmd_weights)
 
-    p = sub.add_parser("rank", help="episodes by success score; optionally write a filtered episode list")
+    p = command("rank", help="episodes by success score; optionally write a filtered episode list")
     p.add_argument("annotations", help="parquet written by `topreward annotate`")
     p.add_argument("--top", type=int, default=None, help="keep the N best episodes")
     p.add_argument("--min-score", type=float, default=None, help="keep episodes with success score >= this")
-    p.add_argument("--out", default=None, help="write the kept episode indices as a JSON list")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write the ranking as JSON with its provenance: the annotation file, the method, model and "
+        "source it was scored with, the filters, every episode's score, and the kept `episodes`",
+    )
+    p.add_argument(
+        "--episodes-out",
+        default=None,
+        help="write only the kept episode indices as a JSON list, e.g. [0,3,7]: what LeRobot's "
+        "--dataset.episodes takes",
+    )
+    p.add_argument(
+        "--print-episodes",
+        action="store_true",
+        help="print only the kept episode indices as one JSON list (no table), for "
+        "--dataset.episodes=$(topreward rank ... --print-episodes)",
+    )
     p.set_defaults(func=_cmd_rank)
 
-    p = sub.add_parser("bench", help="evaluate a method on datasets: VOC, success AUC, controls, report")
+    p = command("bench", help="evaluate a method on datasets: VOC, success AUC, controls, report")
     p.add_argument("datasets", nargs="*", help="manifests, video folders, LeRobot roots or Hub ids")
     p.add_argument("--preset", default=None, help="a named dataset list, e.g. oxe39 (the paper's Table 6)")
     p.add_argument(
@@ -662,7 +932,14 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="delete the results in --out first (e.g. other settings)"
     )
-    p.add_argument("--episodes", type=int, default=None, help="episodes per dataset (default 20)")
+    p.add_argument("--camera", default=None, help="LeRobot datasets: the video key (default: the first)")
+    p.add_argument("--episodes", default=None, help=EPISODES_HELP + "; the draw is made from these")
+    p.add_argument(
+        "--num-episodes",
+        type=_positive_int,
+        default=None,
+        help="episodes drawn per dataset (seeded, without replacement; default: the preset's, else 20)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the episode draw")
     p.add_argument(
         "--controls",
@@ -672,7 +949,7 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p.add_argument(
         "--max-instructions", type=int, default=8, help="instructions per dataset in the mismatch control"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_quiet(p, "no progress bars")
     p.add_argument(
         "--calibration",
         default=None,
@@ -681,7 +958,7 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser(
+    p = command(
         "tokens",
         help="answer-token study (TOPReward App. B): which answer word separates success from failure",
     )
@@ -692,14 +969,28 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p.add_argument(
         "--top-vocab", type=int, default=0, help="also rank the N most separating vocabulary tokens"
     )
+    p.add_argument("--camera", default=None, help="LeRobot datasets: the video key (default: the first)")
     p.add_argument("--max-episodes", type=int, default=None, help="score at most this many episodes")
     p.add_argument("--out", default=None, help="write the table as JSON here")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(p, "no progress bar")
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_tokens)
 
-    p = sub.add_parser("sim", help="generate Meta-World episodes with ground truth (extra [sim])")
-    p.add_argument("--out", default="sim_out", help="output folder (videos/ + manifest.jsonl); reruns resume")
+    p = command("sim", help="generate Meta-World episodes with ground truth (extra [sim])")
+    p.add_argument(
+        "--out",
+        default="sim_out",
+        help="output folder: videos/ + manifest.jsonl, or a LeRobot dataset root with --format lerobot; "
+        "reruns resume (default: sim_out)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("manifest", "lerobot"),
+        default="manifest",
+        help="manifest: mp4s + manifest.jsonl with ground truth; lerobot: a LeRobot v3.0 dataset with "
+        "observation.image, observation.state, action, and ground-truth progress/success columns "
+        "(default: manifest)",
+    )
     p.add_argument(
         "--tasks",
         default="push-v3,pick-place-v3,drawer-open-v3,button-press-topdown-v3",
@@ -708,7 +999,13 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per task (default 3)")
     p.add_argument("--kinds", default="expert,noisy,freeze,random", help="episode kinds (default: all four)")
     p.add_argument("--max-steps", type=int, default=150, help="env steps per episode, one frame each")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate written to the videos")
+    p.add_argument(
+        "--video-fps",
+        type=float,
+        default=30.0,
+        help="frame rate of the episodes written (one env step per frame); not score's --fps, the rate "
+        "frames are sampled for the model",
+    )
     p.add_argument("--noise-std", type=float, default=0.5, help="action noise of 'noisy' episodes")
     p.add_argument("--size", type=int, default=224, help="square frame size in pixels")
     p.add_argument(
@@ -718,10 +1015,10 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
         help="end episodes this many steps after the expert first succeeds",
     )
     p.add_argument("--list-tasks", action="store_true", help="print the supported tasks and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(p, "no progress bar")
     p.set_defaults(func=_cmd_sim)
 
-    p = sub.add_parser("serve", help="reward server for RL workers: streaming sessions and one-shot scoring")
+    p = command("serve", help="reward server for RL workers: streaming sessions and one-shot scoring")
     p.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)"
     )
@@ -741,10 +1038,12 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     )
     p.add_argument("--replicas", type=int, default=1, help="ray: model replicas (default: 1)")
     p.add_argument("--gpus-per-replica", type=float, default=0.0, help="ray: GPUs per replica (default: 0)")
+    _add_ray_address(p)
+    _add_quiet(p, "no model-loading bars")
     add_method_flags(p, method)
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser(
+    p = command(
         "calibrate",
         help="fit score -> success probability and a threshold on labelled episodes (bench output, JSONL, CSV)",
     )
@@ -766,18 +1065,23 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
         help="what the scores are, e.g. 'log P(True)', if the records do not say",
     )
     p.add_argument("--model-id", default=None, help="the model that scored them, if the records do not say")
+    _add_quiet(p, "no notes; print the summary and the paths written")
     from topreward.calibration import CalibrationConfig
 
     add_config_flags(p.add_argument_group("calibration options"), CalibrationConfig)
     p.set_defaults(func=_cmd_calibrate)
 
-    p = sub.add_parser("list", help="list scoring methods")
+    p = command("list", help="list scoring methods")
     p.set_defaults(func=_cmd_list)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is global and accepted anywhere (before a `--` that ends the options)
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    argv = [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
     method = _peek_method(argv)
     try:
         parser = build_parser(method)
@@ -799,9 +1103,40 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as e:
-        print(f"topreward {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as e:
+        if debug:
+            raise
+        print(f"topreward {args.command}: error: {_error_text(e)}", file=sys.stderr)
         return 2
+
+
+# what to do about an operating-system error, by errno (permission, disk full, ...)
+_OS_FIXES = {
+    "EACCES": "no permission: check its permissions or choose another location",
+    "EPERM": "not permitted: check its permissions or choose another location",
+    "EROFS": "the file system is read-only: choose another location",
+    "ENOSPC": "the disk is full: free space or choose another location, then run again (with --resume where "
+    "the command has it: finished work is kept)",
+    "EDQUOT": "the disk quota is used up: free space or choose another location, then run again (with "
+    "--resume where the command has it: finished work is kept)",
+    "EFBIG": "the file is larger than this system allows (ulimit -f, or the file system's limit): raise the "
+    "limit or choose another location, then run again (with --resume where the command has it)",
+    "ENOENT": "no such file or folder: check the path",
+    "EISDIR": "it is a folder: name a file",
+    "ENOTDIR": "a part of the path is a file, not a folder: check the path",
+}
+
+
+def _error_text(e: BaseException) -> str:
+    """One line for an expected failure: our messages as they are; an OS error as its file and the fix."""
+    import errno
+
+    if isinstance(e, OSError) and e.errno is not None:
+        fix = _OS_FIXES.get(errno.errorcode.get(e.errno, ""))
+        where = e.filename if e.filename is not None else e.filename2
+        if fix:
+            return f"{where}: {fix}" if where is not None else f"{e.strerror}: {fix}"
+    return str(e) or type(e).__name__
 
 
 if __name__ == "__main__":

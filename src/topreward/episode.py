@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ def validate_frames(frames: Any, what: str = "frames") -> np.ndarray:
         raise ValueError(f"{what} must be uint8 RGB, got dtype {frames.dtype}; {hint}")
     if frames.shape[0] == 0:
         raise ValueError(f"{what} has zero frames; an episode needs at least 2 frames to be scored")
+    if min(frames.shape[1:3]) == 0:
+        raise ValueError(f"{what} has shape {frames.shape}: frames of zero height or width; pass real images")
     return frames
 
 
@@ -72,10 +75,18 @@ class Episode:
     episode_id: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.num_frames, bool) or not isinstance(self.num_frames, (int, np.integer)):
+            raise TypeError(f"{self.source}: num_frames must be a whole number, got {self.num_frames!r}")
         if self.num_frames <= 0:
             raise ValueError(f"{self.source}: episode has zero frames; it cannot be scored")
-        if not self.fps or self.fps <= 0:
-            raise ValueError(f"{self.source}: fps must be positive, got {self.fps}")
+        if (
+            isinstance(self.fps, bool)
+            or not isinstance(self.fps, (int, float, np.number))
+            or not (math.isfinite(self.fps) and self.fps > 0)
+        ):
+            raise ValueError(
+                f"{self.source}: fps (the recorded frame rate) must be a finite number > 0, got {self.fps!r}"
+            )
 
     def frames(self, indices: list[int] | np.ndarray | None = None) -> np.ndarray:
         """Frames at `indices` (default: all), uint8 RGB (n, H, W, 3)."""
@@ -133,7 +144,23 @@ class Episode:
             raise ValueError(f"{path} has no image files ({', '.join(_IMAGE_SUFFIXES)})")
 
         def load(idx: np.ndarray) -> np.ndarray:
-            return np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in idx])
+            frames = []
+            for i in idx:
+                try:
+                    with Image.open(files[i]) as image:
+                        frames.append(np.asarray(image.convert("RGB")))
+                except OSError as e:  # PIL's UnidentifiedImageError, a truncated file
+                    raise ValueError(
+                        f"{files[i]}: not a readable image ({e}); replace or delete the file"
+                    ) from e
+                if frames[-1].shape != frames[0].shape:
+                    first = files[idx[0]].name
+                    raise ValueError(
+                        f"{files[i]} is {frames[-1].shape[1]}x{frames[-1].shape[0]} pixels, {first} is "
+                        f"{frames[0].shape[1]}x{frames[0].shape[0]}: the frames of one episode need one size; "
+                        "resize them to one size first"
+                    )
+            return np.stack(frames)
 
         kwargs.setdefault("episode_id", path.name)
         return cls(

@@ -34,6 +34,67 @@ def check_choices(config: Any) -> None:
             raise ValueError(f"{f.name}={value!r}; choose one of {', '.join(map(repr, choices))}")
 
 
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What `value` should be to match the annotation `hint`, or None when it matches (or is not checked)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems = [_type_problem(value, a) for a in args if a is not type(None)]
+        if None in problems:
+            return None
+        return " or ".join([*(p for p in problems if p), *(["None"] if type(None) in args else [])])
+    if origin is typing.Literal:
+        return None  # a value, not a type: `check_types` gives the choices
+    if hint is bool:
+        return None if isinstance(value, (bool, np.bool_)) else "True or False"
+    if hint is int:
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+        return None if ok else "a whole number"
+    if hint is float:
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+            value, (bool, np.bool_)
+        )
+        return None if ok else "a number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if origin is tuple and args[1:] == (Ellipsis,):
+        if isinstance(value, str):
+            return "a list of strings, not one string"
+        ok = isinstance(value, (tuple, list)) and all(_type_problem(v, args[0]) is None for v in value)
+        return None if ok else "a list of strings" if args[0] is str else f"a list of {args[0].__name__}"
+    if origin is tuple:
+        ok = (
+            isinstance(value, (tuple, list))
+            and len(value) == len(args)
+            and all(_type_problem(v, a) is None for v, a in zip(value, args))
+        )
+        return None if ok else f"a tuple of {len(args)} whole numbers, e.g. (224, 224) for (height, width)"
+    return None  # dicts, Any, ...: the config's own checks
+
+
+def check_types(config: Any) -> None:
+    """Every field of a config dataclass holds a value of its annotated type (the Python API gets no
+    conversion from the CLI): a TypeError naming the option, the value and what it should be."""
+    import typing
+    from dataclasses import fields
+
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        hint = hints.get(f.name, Any)
+        if typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
+            raise ValueError(
+                f"{f.name}={value!r}; choose one of {', '.join(map(repr, typing.get_args(hint)))}"
+            )
+        problem = _type_problem(value, hint)
+        if problem:
+            raise TypeError(f"{f.name} must be {problem}, got {value!r} ({type(value).__name__})")
+
+
 @dataclass
 class SamplingConfig:
     """Which frames the model sees, at what size, and at which points the method is evaluated."""
@@ -47,6 +108,7 @@ class SamplingConfig:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.num_prefixes is not None and self.num_prefixes < 2:
             raise ValueError(f"num_prefixes must be >= 2 or None (every frame), got {self.num_prefixes}")
         if not (math.isfinite(self.fps) and self.fps > 0):

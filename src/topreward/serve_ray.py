@@ -94,6 +94,7 @@ def deploy(
     host: str = "127.0.0.1",
     port: int = 8000,
     limits: ServeLimits | None = None,
+    address: str | None = None,
 ) -> str:
     """Start the replicas and the ingress on the running Ray cluster (or a local one); returns the URL."""
     ray, serve = _ray()
@@ -103,8 +104,9 @@ def deploy(
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise ValueError(f"replicas must be a whole number >= 1, got {replicas!r}")
     limits = limits or ServeLimits()
-    if not ray.is_initialized():
-        ray.init()
+    from topreward.ray_setup import init_ray
+
+    init_ray(address, ray=ray)  # `address` (or RAY_ADDRESS): join a running cluster
     actor = ray.remote(num_gpus=gpus_per_replica, num_cpus=cpus_per_replica)(Replica)
     actors = [actor.remote(method, options, limits) for _ in range(replicas)]
 

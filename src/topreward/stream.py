@@ -41,7 +41,7 @@ import numpy as np
 from topreward.backends.base import ModelVideo, appended
 from topreward.rewards import minmax_progress
 from topreward.sampling import frame_size, resize_frames
-from topreward.scorers.base import clean_instruction
+from topreward.scorers.base import check_task_text, clean_instruction, reserved_tokens
 
 
 @dataclass
@@ -80,7 +80,7 @@ class StreamSession:
         if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 2:
             raise ValueError(f"max_frames must be a whole number >= 2, got {max_frames!r}")
         self.scorer = scorer
-        self.instruction = clean_instruction(instruction)
+        self.instruction = check_task_text(clean_instruction(instruction), reserved_tokens(scorer.backend))
         self.source_fps, self.every, self.max_frames = float(source_fps), every, max_frames
         self.pushed = 0  # frames pushed so far (kept or not)
         self.history: list[tuple[int, float]] = []  # (end_frame, value) of every score()

@@ -34,7 +34,7 @@ import numpy as np
 from topreward.backends.base import Request
 from topreward.episode import Episode
 from topreward.metrics import roc_auc
-from topreward.scorers.base import check_instruction
+from topreward.scorers.base import check_instruction, reserved_tokens
 from topreward.scorers.topreward import format_prompt
 
 logger = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ def answer_token_study(
     for episode, label in tqdm(chosen, desc="answer tokens", unit="ep", disable=not progress_bar):
         eid = _name(episode)
         try:
-            instruction = check_instruction(episode)
+            instruction = check_instruction(episode, reserved=reserved_tokens(backend))
             video = scorer.prepare(episode)
         except (ValueError, OSError) as e:  # e.g. a corrupt video: skipped and counted, not fatal
             logger.warning("episode %s skipped: %s", eid, e)

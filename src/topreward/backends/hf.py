@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from topreward.backends.base import (
     GENERATION,
@@ -77,6 +79,23 @@ def _pick_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
 ScoringPath = Literal["fast", "reference"]
 
 
+def _check_local_model(model: str) -> None:
+    """A model given as a path that does not exist is a missing folder, not a malformed Hub id."""
+    path = Path(model).expanduser()
+    looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
+    if looks_local and not path.exists():
+        raise ValueError(
+            f"cannot load model {model!r}: the folder {path} does not exist; pass an existing local model "
+            "folder or a Hub id such as Qwen/Qwen3-VL-8B-Instruct (`topreward make-tiny-model PATH` writes a "
+            "tiny offline one)"
+        )
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(
+            f"cannot load model {model!r}: {path} has no config.json, so it is not a transformers model "
+            "folder; pass the folder that holds config.json and the weights, or a Hub id"
+        )
+
+
 class HFBackend:
     """A Qwen-VL video model loaded with transformers, on one device.
 
@@ -119,6 +138,7 @@ class HFBackend:
         self.path, self.batch_size = path, batch_size
         self.device = _pick_device(device)
         self.dtype = _pick_dtype(dtype, self.device)
+        _check_local_model(self.model_id)
         try:
             config = AutoConfig.from_pretrained(self.model_id, revision=revision)
         except OSError as e:
@@ -128,9 +148,34 @@ class HFBackend:
             ) from e
         self.family: QwenVLFamily = family_for(config.model_type, self.model_id)
         self.processor = AutoProcessor.from_pretrained(self.model_id, revision=revision)
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            self.model_id, revision=revision, dtype=self.dtype, attn_implementation=attn_implementation
-        ).to(self.device)
+        tokenizer = self.processor.tokenizer
+        if not tokenizer.encode("True", add_special_tokens=False):  # an empty vocabulary: files missing
+            raise ValueError(
+                f"model {self.model_id!r} has no usable tokenizer (it encodes no text); copy its tokenizer "
+                "files (tokenizer.json, tokenizer_config.json, ...) from the model's Hub repo into the folder"
+            )
+        try:
+            model_obj = AutoModelForImageTextToText.from_pretrained(
+                self.model_id, revision=revision, dtype=self.dtype, attn_implementation=attn_implementation
+            )
+        except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # missing / truncated / damaged
+            if "out of memory" in str(e).lower():
+                raise
+            raise ValueError(
+                f"cannot load the weights of model {self.model_id!r} ({type(e).__name__}: {e}); the weight "
+                "files are missing, truncated or damaged: download them again (a local folder needs "
+                "model.safetensors or its shards)"
+            ) from e
+        self.model = model_obj.to(self.device)
+        # task text may not hold these (`topreward.scorers.base.check_task_text`): the tokenizer would
+        # read them as control tokens, not as text
+        self.reserved_tokens = tuple(
+            sorted(
+                {t.content for t in tokenizer.added_tokens_decoder.values()}
+                | set(tokenizer.all_special_tokens),
+                key=str,
+            )
+        )
         self.model.eval()
         self.patch_factor, self.temporal_patch = frame_grid(self.processor.video_processor)
         self.max_context = int(self.model.config.get_text_config().max_position_embeddings)

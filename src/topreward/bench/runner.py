@@ -61,8 +61,11 @@ class BenchConfig:
         bad = set(self.controls) - set(CONTROLS)
         if bad:
             raise ValueError(f"unknown control(s) {sorted(bad)}; choose from {CONTROLS}")
-        if self.episodes < 1:
-            raise ValueError(f"episodes per dataset must be >= 1, got {self.episodes}")
+        for name, low in (("episodes", 1), ("seed", 0), ("max_instructions", 2), ("plots", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                why = " (the mismatch control compares instructions)" if name == "max_instructions" else ""
+                raise ValueError(f"{name} must be a whole number >= {low}{why}, got {value!r}")
 
 
 def static_episode(ep: Episode) -> Episode:
@@ -287,24 +290,12 @@ def run_bench(
             success_window=options.get("success_window"),
             where=f"the scores of method {scorer.name!r}",
         )
-    twice = sorted(name for name, n in Counter(ds.name for ds in datasets).items() if n > 1)
-    if twice:
-        raise ValueError(
-            f"dataset name(s) {twice} used for more than one dataset; give each its own name "
-            "(topreward.bench.runner.dataset_names picks unique ones)"
-        )
     out = Path(out_dir)
+    sources, provs, runs = _setup(datasets, scorer, out, config, open_source)
     out.mkdir(parents=True, exist_ok=True)
     if overwrite:
         for name in ("episodes.jsonl", "mismatch.jsonl", "provenance.json"):
             (out / name).unlink(missing_ok=True)
-    sources = {ds.name: open_source(ds.spec) for ds in datasets}
-    provs, runs = {}, {}  # per dataset: provenance; settings of its episode and mismatch records
-    for ds in datasets:
-        selection = {"per_dataset": config.episodes, "seed": config.seed}
-        provs[ds.name] = provenance(scorer, describe_source(sources[ds.name], ds.spec, episodes=selection))
-        per_episode = sorted(set(config.controls) - {"mismatch"})
-        runs[ds.name] = (settings(provs[ds.name], controls=per_episode), settings(provs[ds.name]))
     episodes_log = JsonlLog(out / "episodes.jsonl", ("dataset", "episode_id"))
     mismatch_log = JsonlLog(out / "mismatch.jsonl", ("dataset", "episode_id", "instruction"))
     for which, log in enumerate((episodes_log, mismatch_log)):
@@ -317,7 +308,13 @@ def run_bench(
         for eid in tqdm(chosen, desc=ds.name, unit="ep", disable=not progress_bar):
             if (ds.name, str(eid)) in episodes_log:
                 continue
-            ep = source.get(eid)
+            try:
+                ep = source.get(eid)
+            except (ValueError, FileNotFoundError, OSError) as e:  # e.g. a corrupt video: skip, recorded
+                logger.warning("%s/%s skipped: %s", ds.name, eid, e)
+                rec = {"dataset": ds.name, "episode_id": str(eid), "skipped": str(e)}
+                episodes_log.add(_stamped(rec, episode_run, provs[ds.name]))
+                continue
             # bad annotations are the user's to fix: an error naming the episode, never silently no target
             gt = ground_truth_for(ep.annotations, ep.num_frames, ep.fps, episode=f"{ds.name}/{eid}")
             try:
@@ -376,6 +373,50 @@ def run_bench(
     )
     _write_provenance(out, provs)
     return summaries
+
+
+def _setup(datasets, scorer, out: Path, config: BenchConfig, open_source):
+    """Sources, provenance and record settings per dataset: (sources, provs, runs)."""
+    twice = sorted(name for name, n in Counter(ds.name for ds in datasets).items() if n > 1)
+    if twice:
+        raise ValueError(
+            f"dataset name(s) {twice} used for more than one dataset; give each its own name "
+            "(topreward.bench.runner.dataset_names picks unique ones)"
+        )
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; --out names the folder for the results, report and plots")
+    sources = {ds.name: open_source(ds.spec) for ds in datasets}
+    provs, runs = {}, {}  # per dataset: provenance; settings of its episode and mismatch records
+    for ds in datasets:
+        selection = {"per_dataset": config.episodes, "seed": config.seed}
+        provs[ds.name] = provenance(scorer, describe_source(sources[ds.name], ds.spec, episodes=selection))
+        per_episode = sorted(set(config.controls) - {"mismatch"})
+        runs[ds.name] = (settings(provs[ds.name], controls=per_episode), settings(provs[ds.name]))
+    return sources, provs, runs
+
+
+def check_out(
+    datasets: Sequence[BenchDataset],
+    scorer,
+    out_dir: str | Path,
+    config: BenchConfig | None = None,
+    *,
+    open_source=None,
+    overwrite: bool = False,
+) -> None:
+    """`run_bench`'s checks that need no model, run before one is loaded: the datasets open, and the
+    results already in `out_dir` were computed with these settings (`scorer` may be a
+    `topreward.annotate.ScorerSpec`). Writes nothing."""
+    if open_source is None:
+        from topreward.datasets import open_source
+    out = Path(out_dir)
+    _, _, runs = _setup(datasets, scorer, out, config or BenchConfig(), open_source)
+    if overwrite:
+        return
+    for which, name in enumerate(("episodes.jsonl", "mismatch.jsonl")):
+        if (out / name).exists():
+            key = ("dataset", "episode_id") if which == 0 else ("dataset", "episode_id", "instruction")
+            _check_log(JsonlLog(out / name, key), {ds: run[which] for ds, run in runs.items()})
 
 
 def report_header(provs: dict[str, dict[str, Any]], config: BenchConfig) -> dict[str, Any]:

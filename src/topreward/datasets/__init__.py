@@ -111,6 +111,11 @@ def open_source(
                 "a LeRobot dataset (tasks come from its metadata)",
             )
             return LeRobotSource(path, camera=camera, episodes=episodes)
+        if (path / "meta").is_dir() and ((path / "data").is_dir() or (path / "videos").is_dir()):
+            raise FileNotFoundError(
+                f"{path} looks like a LeRobot dataset (meta/, data/ or videos/) but {path / 'meta' / 'info.json'} "
+                "is missing; restore it or download the dataset again"
+            )
         _reject(lerobot_opts, "a folder of videos")
         return VideoFolderSource(path, manifest=manifest, instruction=instruction)
     if isinstance(spec, str) and spec.count("/") == 1 and not spec.startswith((".", "/", "~")):

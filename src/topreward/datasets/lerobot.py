@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -314,9 +315,13 @@ class LeRobotSource:
         self.info = _load_info(self.root)
         self.layout = _layout(self.info, self.root)
         self.version = str(self.info["codebase_version"])
-        self.fps = float(self.info["fps"])
-        if self.fps <= 0:
-            raise ValueError(f"{self.root}/meta/info.json: fps must be positive, got {self.info['fps']}")
+        fps = self.info["fps"]
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
+            raise ValueError(
+                f'{self.root}/meta/info.json: "fps" must be a finite number > 0 (the recorded frame rate), '
+                f"got {fps!r}; fix the file or re-download the dataset"
+            )
+        self.fps = float(fps)
         self.video_keys = _video_keys(self.info)
         self.camera = _pick_camera(self.info, camera, self.root)
         if self.layout == "v3":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
@@ -25,7 +26,14 @@ from topreward.backends.base import LOG_PROBS, ModelVideo, require
 from topreward.episode import Episode, as_episode
 from topreward.result import ScoreResult
 from topreward.rewards import dense_rewards, frame_progress, minmax_progress, success_score
-from topreward.sampling import FramePreparer, SamplingConfig, check_choices, option, prefix_lengths
+from topreward.sampling import (
+    FramePreparer,
+    SamplingConfig,
+    check_choices,
+    check_types,
+    option,
+    prefix_lengths,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +80,7 @@ class BackendConfig:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_choices(self)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
@@ -139,6 +148,7 @@ class MethodConfig:
     reward_max: float = option(1.0, "delta_max, the cap of the dense reward (Eq.3)")
 
     def __post_init__(self) -> None:
+        check_types(self)  # every method's fields: the Python API passes values unconverted
         check_choices(self)  # every method's `choices=` fields, e.g. prompt_style
         if self.success_window < 1:
             raise ValueError(f"success_window must be >= 1, got {self.success_window}")
@@ -281,14 +291,14 @@ class Scorer:
             fps: frame rate of an array or frame folder (files carry their own).
         """
         episode = as_episode(video, instruction, fps)
-        check_instruction(episode)
+        check_instruction(episode, reserved=reserved_tokens(self.backend))
         t0 = time.perf_counter()
         mv = self.prepare(episode)
         return self.score_prepared(episode, mv, decode_s=time.perf_counter() - t0)
 
     def score_prepared(self, episode: Episode, mv: ModelVideo, decode_s: float = 0.0) -> ScoreResult:
         """Score frames already prepared by `prepare` (lets decoding run elsewhere, e.g. Ray CPU tasks)."""
-        return self.score_instructions(episode, [check_instruction(episode)], mv, decode_s)[0]
+        return self.score_instructions(episode, [episode.instruction], mv, decode_s)[0]
 
     def score_instructions(
         self, episode: Episode, instructions: list[str], mv: ModelVideo | None = None, decode_s: float = 0.0
@@ -298,7 +308,8 @@ class Scorer:
             t0 = time.perf_counter()
             mv = self.prepare(episode)
             decode_s = time.perf_counter() - t0
-        texts = [check_instruction(episode, text) for text in instructions]
+        reserved = reserved_tokens(self.backend)
+        texts = [check_instruction(episode, text, reserved) for text in instructions]
         points = self.evaluation_points(mv)
         t1 = time.perf_counter()
         outputs = self.compute_many(mv, texts, points)
@@ -364,22 +375,57 @@ def _version() -> str:
     return __version__
 
 
-def check_instruction(episode: Episode, text: str | None = None) -> str:
-    """The instruction to score (`text`, else the episode's own); error if there is none."""
+# the chat markup of Qwen-style tokenizers (<|im_start|>, <|im_end|>, <|video_pad|>, ...), whatever the backend
+_CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,40}\|>")
+
+
+def reserved_tokens(backend: Any) -> tuple[str, ...]:
+    """The control tokens of a backend's tokenizer that task text may not contain (`backend.reserved_tokens`,
+    e.g. the chat and vision markers of a transformers model; none for a backend that does not say)."""
+    return tuple(getattr(backend, "reserved_tokens", ()) or ())
+
+
+def check_task_text(text: str, reserved: tuple[str, ...] = (), where: str | None = None) -> str:
+    """`text` if it can be task text: it has a letter or digit, and holds no control token.
+
+    Task text is data, never control: a `<|im_end|>` in it would close the user's turn, a `<|video_pad|>`
+    would claim video features that do not exist. Such text is refused here, for every method, path and
+    backend, rather than tokenised differently by each.
+    """
+    at = f"{where}: " if where else ""
+    if not any(ch.isalnum() for ch in text):
+        raise ValueError(
+            f"{at}instruction {text!r} has no letter or digit; pass the task text, e.g. 'put the pen into the cup'"
+        )
+    found = sorted({t for t in reserved if t in text} | set(_CONTROL_TOKEN.findall(text)))
+    if found:
+        raise ValueError(
+            f"{at}instruction {text!r} contains {', '.join(found)}: control token(s) of the model's prompt "
+            "format, which task text may not hold (it is data, never control); remove them"
+        )
+    return text
+
+
+def check_instruction(episode: Episode, text: str | None = None, reserved: tuple[str, ...] = ()) -> str:
+    """The instruction to score (`text`, else the episode's own); error if there is none or it cannot be
+    task text (`check_task_text`; `reserved`: the backend's control tokens, `reserved_tokens`)."""
     text = episode.instruction if text is None else text
     if text is None or not " ".join(str(text).split()):
         raise ValueError(
             f"{episode.source}: no instruction; pass the task text, e.g. 'put the pen into the cup'"
         )
-    return str(text)
+    if not isinstance(text, str):
+        raise TypeError(f"{episode.source}: the instruction must be a string, got {type(text).__name__}")
+    return check_task_text(text, reserved, where=episode.source)
 
 
 def clean_instruction(instruction: str) -> str:
-    """Whitespace folded and a trailing period dropped (prompts add their own)."""
+    """Whitespace folded and a trailing period dropped (prompts add their own); refused if it cannot be
+    task text (`check_task_text`)."""
     text = " ".join(str(instruction).split())
     if not text:
         raise ValueError("the instruction is empty; pass the task text, e.g. 'put the pen into the cup'")
-    return text.rstrip(".")
+    return check_task_text(text).rstrip(".")
 
 
 class CacheScorer(Scorer):

@@ -5,6 +5,7 @@ Importing this package is cheap: Meta-World and MuJoCo are imported only when ep
 
 from __future__ import annotations
 
+from topreward.sim.lerobot_format import generate_lerobot, write_lerobot
 from topreward.sim.metaworld_gen import (
     KINDS,
     TASK_INSTRUCTIONS,
@@ -24,7 +25,9 @@ __all__ = [
     "fixture_dir",
     "generate",
     "generate_fixture",
+    "generate_lerobot",
     "list_tasks",
     "make_env",
     "rendering_problem",
+    "write_lerobot",
 ]

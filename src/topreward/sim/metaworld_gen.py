@@ -277,6 +277,10 @@ class _Rollout:
     hand_obj_dist: np.ndarray  # (T,)
     sim_s: float = 0.0
     render_s: float = 0.0
+    # (T, 4) each frame's robot state (observation[:4]: hand xyz, gripper) and the action the policy takes
+    # from that observation (clipped to [-1, 1]; executed by the next step); LeRobot's Meta-World layout
+    states: np.ndarray | None = None
+    actions: np.ndarray | None = None
 
     @property
     def first_success_frame(self) -> int | None:
@@ -293,6 +297,8 @@ class _Rollout:
             self.hand_obj_dist[:n],
             self.sim_s,
             self.render_s,
+            None if self.states is None else self.states[:n],
+            None if self.actions is None else self.actions[:n],
         )
 
 
@@ -311,8 +317,14 @@ def _rollout(
     """Run `steps` steps in a fresh env, one frame after each; `action_fn(step, obs, policy)` acts."""
     env = sim.envs[f"{task}-goal-observable"](seed=seed)
     renderer = None
-    frames, rewards, success, in_place, dist = [], [], [], [], []
+    frames, rewards, success, in_place, dist, states, actions = [], [], [], [], [], [], []
     sim_s = render_s = 0.0
+
+    def act(step: int, obs: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Constant.*may be too high", category=UserWarning)
+            return np.clip(np.asarray(action_fn(step, obs, policy), dtype=np.float32), -1.0, 1.0)
+
     try:
         obs, _ = env.reset(seed=seed)
         policy = sim.policies[task]()
@@ -320,10 +332,11 @@ def _rollout(
             renderer = _make_renderer(sim, env.model, size)
         for step in range(steps):
             t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Constant.*may be too high", category=UserWarning)
-                action = np.clip(np.asarray(action_fn(step, obs, policy), dtype=np.float32), -1.0, 1.0)
+            action = act(step, obs)
+            if step:
+                actions.append(action)  # taken from the observation of the previous frame
             obs, reward, _, _, info = env.step(action)
+            states.append(np.asarray(obs[:4], dtype=np.float32))
             sim_s += time.perf_counter() - t0
             rewards.append(float(reward))
             success.append(bool(info["success"]))
@@ -334,6 +347,7 @@ def _rollout(
                 renderer.update_scene(env.data, camera=CAMERA)
                 frames.append(renderer.render()[::-1, ::-1].copy())  # the corner camera is upside down
                 render_s += time.perf_counter() - t0
+        actions.append(act(steps, obs))  # the last frame's action, computed but not executed
     finally:
         if renderer is not None:
             renderer.close()
@@ -346,6 +360,8 @@ def _rollout(
         hand_obj_dist=np.asarray(dist),
         sim_s=sim_s,
         render_s=render_s,
+        states=np.stack(states) if states else np.zeros((0, 4), np.float32),
+        actions=np.stack(actions) if actions else np.zeros((0, 4), np.float32),
     )
 
 
@@ -411,6 +427,7 @@ def generate(
     crf: int = 18,
     trim_after_success: int | None = None,
     progress: bool = True,
+    arrays: bool = False,
 ) -> Path:
     """Generate Meta-World episodes (mp4 + ``manifest.jsonl``) in `out_dir`; return the manifest path.
 
@@ -427,6 +444,9 @@ def generate(
         trim_after_success: if set, episodes of a (task, seed) end this many steps after the expert's first
             success (at most `max_steps`), so idle frames do not dominate; twins keep the expert's length.
         progress: show a progress bar over episodes.
+        arrays: also write ``arrays/<episode_id>.npz`` with each frame's robot state (``state``: observation
+            [:4], hand xyz and gripper) and the action taken from it (``action``, 4-D); `write_lerobot`
+            needs them. Episodes without the file are then generated again.
 
     Raises:
         ImportError: metaworld or mujoco missing (``pip install 'topreward[sim]'``).
@@ -473,6 +493,8 @@ def generate(
     for rec in _read_manifest(manifest):
         if not (out_dir / rec.get("video", "")).is_file():
             continue
+        if arrays and not (out_dir / "arrays" / f"{rec.get('episode_id')}.npz").is_file():
+            continue
         old = rec.get("generator", {}).get("settings")
         if old != settings:
             raise ValueError(
@@ -491,7 +513,9 @@ def generate(
             logger.debug("%s exists, skipped", eid)
         else:
             expert = experts.get((task, seed)) or _expert_summary(sim, task, seed, kind, settings, done)
-            rec, experts[(task, seed)] = _generate_one(sim, out_dir, task, seed, kind, expert, settings)
+            rec, experts[(task, seed)] = _generate_one(
+                sim, out_dir, task, seed, kind, expert, settings, arrays
+            )
             done[eid] = rec
             with manifest.open("a") as f:  # append as we go so an interrupted run can resume
                 f.write(json.dumps(rec) + "\n")
@@ -544,6 +568,7 @@ def _generate_one(
     kind: str,
     expert: Mapping[str, Any] | None,
     settings: Mapping[str, Any],
+    arrays: bool = False,
 ) -> tuple[dict[str, Any], Mapping[str, Any]]:
     """Render, write and describe one episode; return its manifest record and the expert summary.
 
@@ -573,6 +598,12 @@ def _generate_one(
     assert roll.frames is not None
 
     eid = _episode_id(task, seed, kind)
+    if arrays:  # before the video: an episode counts as done once its video exists
+        (out_dir / "arrays").mkdir(exist_ok=True)
+        partial_npz = out_dir / "arrays" / f".{eid}.partial.npz"
+        with partial_npz.open("wb") as f:
+            np.savez(f, state=roll.states, action=roll.actions)
+        os.replace(partial_npz, out_dir / "arrays" / f"{eid}.npz")
     rel = Path("videos") / f"{eid}.mp4"
     partial = out_dir / "videos" / f".{eid}.partial.mp4"
     write_video(partial, roll.frames, settings["fps"], crf=settings["crf"])
