@@ -120,8 +120,13 @@ def test_sources_without_ground_truth_and_divergence(tiny_model_dirs, manifest, 
     bare.write_text(
         json.dumps({"video": str(manifest.parent / "ep0.mp4"), "instruction": "x", "fps": 10.0}) + "\n"
     )
-    with pytest.raises(ValueError, match="'progress' list, 'subtasks'.*'success': true"):
+    with pytest.raises(ValueError, match="'progress' list, 'subtasks'.*'success': true.*--demos-succeed"):
         train(_config(tiny_model_dirs["qwen3_vl"], bare, tmp_path / "o", "topreward"), progress_bar=False)
+    from topreward.sampling import FramePreparer, SamplingConfig
+
+    demos = _config(tiny_model_dirs["qwen3_vl"], bare, tmp_path / "o", "topreward", demos_succeed=True)
+    (episode,) = load_episodes(demos, FramePreparer(SamplingConfig(**SAMPLING), 32))
+    np.testing.assert_allclose(episode.truth, np.linspace(0, 1, 6))  # time-based
     with pytest.raises(TrainingDiverged, match="lower --lr"):
         train(
             _config(tiny_model_dirs["qwen3_vl"], manifest, tmp_path / "nan", "contrast", lr=1e30, steps=2),
@@ -129,3 +134,43 @@ def test_sources_without_ground_truth_and_divergence(tiny_model_dirs, manifest, 
         )
     with pytest.raises(ValueError, match="head='reward'"):
         TrainConfig("reward", [str(manifest)], "m", "o")
+
+
+def test_cli_train_then_score_with_the_adapter_and_its_recommended_options(
+    tiny_model_dirs, manifest, tmp_path
+):
+    from topreward.cli import main
+
+    model, out, result = tiny_model_dirs["qwen3_vl"], tmp_path / "cli", tmp_path / "r.json"
+    args = [
+        "train",
+        str(manifest),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--head",
+        "topreward",
+        "--quiet",
+    ]
+    args += ["--steps", "2", "--lora", "yes", "--lora-rank", "4", "--num-points", "3", "--eval-every", "2"]
+    assert (
+        main([*args, "--checkpoint-every", "2", "--fps", "10", "--max-frames", "6", "--size", "32x32"]) == 0
+    )
+    saved = json.loads((out / "final" / "topreward_scoring.json").read_text())
+    assert saved == {"fps": 10.0, "max_frames": 6, "max_pixels": 65536, "size": [32, 32], "num_prefixes": 3}
+    score = [
+        "score",
+        str(manifest.parent / "ep0.mp4"),
+        "open the drawer",
+        "--model",
+        str(model),
+        "--out",
+        str(result),
+    ]
+    assert main([*score, "--adapter", str(out / "final")]) == 0  # no sampling flags: the saved ones apply
+    data = json.loads(result.read_text())
+    assert data["model"]["adapter"] == str((out / "final").resolve())
+    assert data["config"]["size"] == [32, 32] and len(data["prefix_lengths"]) == 3
+    assert main([*score, "--adapter", str(out / "final"), "--num-prefixes", "2"]) == 0  # a flag given wins
+    assert len(json.loads(result.read_text())["prefix_lengths"]) == 2

@@ -154,10 +154,21 @@ def add_method_flags(parser: argparse.ArgumentParser, method: str) -> None:
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The flat scorer options (backend, sampling, method) given on the command line."""
-    return {
+    """The flat scorer options (backend, sampling, method) given on the command line.
+
+    A local model folder's recommended options (`topreward_scoring.json`, e.g. the sampling a trained
+    model expects) replace the defaults of the flags not written on the command line.
+    """
+    from topreward.scorers.base import recommended_options
+
+    options = {
         f.name: getattr(args, f.name) for cls in _option_classes(args.method) for f in dataclasses.fields(cls)
     }
+    saved = {**recommended_options(options.get("model")), **recommended_options(options.get("adapter"))}
+    for name, value in saved.items():
+        if name in options and not _given(args, "--" + name.replace("_", "-")):
+            options[name] = value
+    return options
 
 
 def valid_flags(method: str) -> list[str]:
@@ -778,6 +789,38 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from topreward.train import TrainConfig, train
+
+    sampling = {k: getattr(args, k) for k in ("fps", "max_frames", "max_pixels", "size")}
+    config = TrainConfig(
+        args.head,
+        list(args.sources),
+        args.model,
+        args.out,
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        lora=args.lora,
+        lora_rank=args.lora_rank,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        num_points=args.num_points,
+        done_at=args.done_at,
+        demos_succeed=args.demos_succeed,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        device=args.device,
+        dtype=args.dtype,
+        sampling={k: v for k, v in sampling.items() if v is not None},
+    )
+    result = train(config, progress_bar=not args.quiet)
+    last = result.evaluations[-1] if result.evaluations else {}
+    print(f"trained {config.head} for {result.steps} steps: {result.out / 'final'}  {last}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from topreward.scorers.registry import list_scorers, scorer_class
 
@@ -1070,6 +1113,48 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
 
     add_config_flags(p.add_argument_group("calibration options"), CalibrationConfig)
     p.set_defaults(func=_cmd_calibrate)
+
+    from topreward.sampling import SamplingConfig
+    from topreward.scorers.base import DEFAULT_MODEL
+    from topreward.train import HEADS, METHOD_OF
+
+    p = command(
+        "train",
+        help="fine-tune a reward model on episodes with ground truth (LRM heads or a TOPReward head)",
+        description="Heads and the method that scores with each: "
+        + ", ".join(f"{h} -> {m}" for h, m in METHOD_OF.items())
+        + ". A full model loads back with --model OUT/final, an adapter with --adapter OUT/final.",
+    )
+    p.add_argument("sources", nargs="+", help="manifests, LeRobot dataset roots or `topreward sim` output")
+    p.add_argument("--head", choices=HEADS, default="topreward", help="what to train")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="Hub id or local folder of the base model")
+    p.add_argument("--out", required=True, help="folder for checkpoints and the final model")
+    p.add_argument("--steps", type=int, default=200, help="optimizer steps")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
+    p.add_argument("--batch-size", type=int, default=4, help="examples per step")
+    p.add_argument(
+        "--lora", choices=("auto", "yes", "no"), default="auto", help="auto: LoRA above 100M parameters"
+    )
+    p.add_argument("--lora-rank", type=int, default=16, help="LoRA rank")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="episodes held out for validation")
+    p.add_argument("--seed", type=int, default=0, help="split, example and batch seed")
+    p.add_argument("--num-points", type=int, default=8, help="evaluation points (examples) per episode")
+    p.add_argument(
+        "--done-at", type=float, default=0.95, help="completion head: ground truth counted as done"
+    )
+    p.add_argument("--eval-every", type=int, default=50, help="validation every N steps")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="checkpoint every N steps")
+    p.add_argument(
+        "--demos-succeed",
+        action="store_true",
+        help="episodes without labels are successful demonstrations: time-based progress (e.g. LeRobot)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--device", default=None, help="cuda, cpu (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="model dtype (default float32; bf16 autocast on CUDA)")
+    add_config_flags(p.add_argument_group("sampling options"), SamplingConfig, skip=("num_prefixes",))
+    _add_quiet(p, "no progress bar")
+    p.set_defaults(func=_cmd_train)
 
     p = command("list", help="list scoring methods")
     p.set_defaults(func=_cmd_list)

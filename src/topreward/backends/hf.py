@@ -121,6 +121,7 @@ class HFBackend:
         attn_implementation: str = "sdpa",
         path: ScoringPath = "fast",
         batch_size: int = 8,
+        adapter: str | None = None,
     ) -> None:
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
@@ -166,6 +167,12 @@ class HFBackend:
                 "files are missing, truncated or damaged: download them again (a local folder needs "
                 "model.safetensors or its shards)"
             ) from e
+        self.adapter = None
+        if adapter:  # a LoRA adapter from `topreward train`, merged in: scored like a full model
+            from topreward.train.loop import load_adapter
+
+            model_obj = load_adapter(model_obj, adapter, self.model_id)
+            self.adapter = str(Path(adapter).expanduser().resolve())
         self.model = model_obj.to(self.device)
         # task text may not hold these (`topreward.scorers.base.check_task_text`): the tokenizer would
         # read them as control tokens, not as text
@@ -208,6 +215,7 @@ class HFBackend:
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": self.device,
             "backend": self.name,
+            **({"adapter": self.adapter} if self.adapter else {}),
         }
 
     # ---- text -------------------------------------------------------------------------------------

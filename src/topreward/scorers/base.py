@@ -52,6 +52,9 @@ class BackendConfig:
         "model name; gemini: e.g. gemini-2.5-flash",
     )
     revision: str | None = option(None, "model revision (branch, tag or commit)")
+    adapter: str | None = option(
+        None, "transformers: a LoRA adapter folder (`topreward train`) merged into --model"
+    )
     device: str | None = option(None, "cuda, cuda:1, cpu (default: cuda if available)")
     dtype: str | None = option(None, "bfloat16, float16 or float32 (default: bf16 on cuda, fp32 on cpu)")
     path: Literal["fast", "reference"] = option(
@@ -124,6 +127,7 @@ class BackendConfig:
             attn_implementation=self.attn_implementation,
             path=self.path,
             batch_size=self.batch_size,
+            adapter=self.adapter,
         )
 
     def patch_factor(self) -> int:
@@ -161,6 +165,31 @@ class MethodConfig:
 
 
 CONFIG_PARTS: tuple[type, ...] = (BackendConfig, SamplingConfig)
+
+#: A model folder's recommended scoring options (written by `topreward train` / the demo model's script).
+SCORING_FILE = "topreward_scoring.json"
+
+
+def recommended_options(model: str | None) -> dict[str, Any]:
+    """The options saved beside a local model (`SCORING_FILE`), e.g. the sampling it was trained with."""
+    if not model:
+        return {}
+    from pathlib import Path
+
+    path = Path(str(model)).expanduser() / SCORING_FILE
+    if not path.is_file():
+        return {}
+    import json
+
+    try:
+        options = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); fix or delete it") from e
+    if not isinstance(options, dict):
+        raise ValueError(f'{path} must hold a JSON object of scoring options, e.g. {{"fps": 4.0}}')
+    if isinstance(options.get("size"), list):
+        options["size"] = tuple(options["size"])
+    return options
 
 
 def option_names(cls: type) -> list[str]:

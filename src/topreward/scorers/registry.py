@@ -47,6 +47,12 @@ def scorer_class(name: str) -> type:
     return _REGISTRY[name]
 
 
+def _parts():
+    from topreward.scorers.base import CONFIG_PARTS
+
+    return CONFIG_PARTS
+
+
 def load_scorer(name: str = "topreward", *, backend: Any = None, **options: Any):
     """Build a scorer: `load_scorer("topreward", model="Qwen/Qwen3-VL-8B-Instruct", num_prefixes=15)`.
 
@@ -57,10 +63,14 @@ def load_scorer(name: str = "topreward", *, backend: Any = None, **options: Any)
         **options: backend, sampling and method options, flat (see `topreward list` and
             `topreward score --method NAME --help`).
     """
-    from topreward.scorers.base import split_options
+    from topreward.scorers.base import recommended_options, split_options
 
     cls = scorer_class(name)
     if isinstance(backend, str):
         options["backend"], backend = backend, None
+    # a model folder's own recommended options (e.g. the sampling it was trained with) fill what is not given
+    valid = {f for part in (*_parts(), cls.Config) for f in part.__dataclass_fields__}
+    saved = {**recommended_options(options.get("model")), **recommended_options(options.get("adapter"))}
+    options = {**{k: v for k, v in saved.items() if k in valid}, **options}
     backend_config, sampling, config = split_options(name, cls.Config, options)
     return cls(config, backend_config=backend_config, sampling=sampling, backend=backend)

@@ -1,6 +1,28 @@
-"""Fine-tuning reward models on your own robot data (`topreward train`): LRM heads and a TOPReward head."""
+"""Fine-tuning reward models on your own robot data (`topreward train`): LRM heads and a TOPReward head.
 
-from topreward.train.heads import HEADS, METHOD_OF
-from topreward.train.loop import TrainConfig, TrainingDiverged, TrainResult, load_adapter, train
+`train(TrainConfig(...))` runs it (`topreward.train.loop`); the heads and their losses are in
+`topreward.train.heads`. The names here import without torch (the CLI's `--help` reads `HEADS`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADS: tuple[str, ...] = ("topreward", "progress", "completion", "contrast")
+#: the method that scores with each head's answer
+METHOD_OF = {
+    "topreward": "topreward",
+    "progress": "lrm-progress",
+    "completion": "lrm-completion",
+    "contrast": "lrm-contrast",
+}
 
 __all__ = ["HEADS", "METHOD_OF", "TrainConfig", "TrainResult", "TrainingDiverged", "load_adapter", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("TrainConfig", "TrainResult", "TrainingDiverged", "load_adapter", "train"):
+        from topreward.train import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'topreward.train' has no attribute {name!r}")

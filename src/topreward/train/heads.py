@@ -33,15 +33,9 @@ import torch
 
 from topreward.backends.base import ModelVideo
 from topreward.backends.prefix_sharing import TextTokens
+from topreward.train import HEADS, METHOD_OF
 
-HEADS: tuple[str, ...] = ("topreward", "progress", "completion", "contrast")
-#: the method that scores with each head's answer
-METHOD_OF = {
-    "topreward": "topreward",
-    "progress": "lrm-progress",
-    "completion": "lrm-completion",
-    "contrast": "lrm-contrast",
-}
+__all__ = ["HEADS", "METHOD_OF", "Example", "examples_for", "loss"]
 
 
 @dataclass

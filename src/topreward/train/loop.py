@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from topreward.sampling import SamplingConfig
+from topreward.scorers.base import SCORING_FILE
 from topreward.train.heads import HEADS, METHOD_OF, Example, examples_for, loss
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     num_points: int = 8
     done_at: float = 0.95
+    demos_succeed: bool = False  # unlabelled episodes are successful demonstrations (time-based progress)
     eval_every: int = 50
     checkpoint_every: int = 50
     resume: bool = False
@@ -132,6 +134,11 @@ def load_episodes(config: TrainConfig, preparer) -> list[_Episode]:
             where = f"{spec}/{eid}"
             truth = ground_truth_for(ep.annotations, ep.num_frames, ep.fps, episode=where)
             success = ep.annotations.get("success")
+            if truth is None and success is None and config.demos_succeed:  # e.g. a LeRobot dataset of demos
+                success, truth = (
+                    True,
+                    ground_truth_for({"success": True}, ep.num_frames, ep.fps, episode=where),
+                )
             if truth is None and config.head == "completion" and success is False:
                 truth = np.zeros(ep.num_frames)  # a failure is never done
             if truth is None or not ep.instruction:
@@ -142,7 +149,8 @@ def load_episodes(config: TrainConfig, preparer) -> list[_Episode]:
         raise ValueError(
             f"none of the {without} episodes of {', '.join(config.sources)} has ground truth for head "
             f"{config.head!r}: each needs an instruction and a per-frame 'progress' list, 'subtasks' "
-            "[{name, start, end}], or 'success': true (time-based progress)"
+            "[{name, start, end}], or 'success': true (time-based progress); for a dataset of successful "
+            "demonstrations without labels (e.g. LeRobot), pass --demos-succeed"
         )
     if without:
         logger.warning("%d episodes without ground truth (or instruction) left out", without)
@@ -445,5 +453,8 @@ def train(config: TrainConfig, *, progress_bar: bool = True, backend=None) -> Tr
         if step % config.checkpoint_every == 0:
             last_good = _save(out / f"checkpoint-{step}", backend, model, optimizer, step, config, lora)
     bar.close()
-    _save(out / "final", backend, model, None, config.steps, config, lora)
+    final = _save(out / "final", backend, model, None, config.steps, config, lora)
+    # score it as it was trained: `topreward score --model <out>/final` (or --adapter) needs no more flags
+    scoring = {**json.loads(json.dumps(config.sampling)), "num_prefixes": config.num_points}
+    (final / SCORING_FILE).write_text(json.dumps(scoring, indent=1) + "\n")
     return TrainResult(out, config.steps, losses, evaluations)

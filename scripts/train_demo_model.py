@@ -1,0 +1,184 @@
+"""Train the demo reward model shipped in `topreward/assets/demo_model` (the README demo's default).
+
+    .venv/bin/python scripts/train_demo_model.py --work demo_work [--stage data|train|bench|ship|all]
+
+A small Qwen3-VL-architecture model, trained from random weights with `topreward train --head topreward`
+on simulated Meta-World episodes (`topreward sim`) so that P(" True") after a video prefix tracks that
+prefix's ground-truth progress. It knows only this simulator: real robots need a pretrained VLM.
+
+Stages (each resumes; `all` runs them in order):
+  data   episodes into <work>/train, <work>/heldout (same tasks, seeds never trained on) and
+         <work>/unseen (tasks never trained on), `SIZE` px, `MAX_STEPS` steps at 30 fps, trimmed
+         `TRIM` steps after the expert's first success, every kind (expert, noisy, freeze, random).
+  train  `TRAIN_STEPS` steps of full fine-tuning (the model is small) into <work>/run; the sampling
+         options it trains with are saved beside the model as its recommended scoring options.
+  bench  `topreward bench` on heldout and unseen with the static-frame and reversed-video controls.
+  ship   the model and one held-out successful episode into src/topreward/assets (the demo's clip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+TRAIN_TASKS = ("push-v3", "pick-place-v3", "drawer-open-v3", "button-press-topdown-v3")
+TRAIN_SEEDS = tuple(range(10))
+HELDOUT_SEEDS = (100, 101, 102, 103)
+UNSEEN_TASKS = ("door-open-v3", "reach-v3")
+UNSEEN_SEEDS = (0, 1, 2, 3)
+SIZE = 64
+MAX_STEPS = 100
+TRIM = 20
+TRAIN_STEPS = 400
+SAMPLING = {"fps": 4.0, "max_frames": 16, "size": [SIZE, SIZE]}
+SCORING = {**SAMPLING, "num_prefixes": 8}
+SEED = 0
+
+ASSETS = Path(__file__).resolve().parents[1] / "src" / "topreward" / "assets"
+
+
+def build_initial_model(path: Path) -> Path:
+    """The architecture: Qwen3-VL, 4 text layers of width 128, a 4-layer vision tower of width 64."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from topreward import tiny
+
+    if (path / "config.json").exists():
+        return path
+    tokenizer = tiny.build_tokenizer()
+    torch.manual_seed(SEED)
+    text = tiny._text_kwargs(tokenizer, hidden=128, layers=4, heads=4, kv_heads=2, head_dim=32)
+    text["initializer_range"] = 0.02
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 5_000_000.0,
+        "mrope_section": [8, 4, 4],
+        "mrope_interleaved": True,
+    }
+    vision = {
+        "depth": 4,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_heads": 4,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "out_hidden_size": 128,
+        "num_position_embeddings": 64,
+        "deepstack_visual_indexes": [1, 2],
+        "initializer_range": 0.02,
+    }
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, **tiny._special_ids(tokenizer))
+    Qwen3VLForConditionalGeneration(config).save_pretrained(path)
+    tiny.build_processor("qwen3_vl", tokenizer).save_pretrained(path)
+    return path
+
+
+def stage_data(work: Path) -> None:
+    from topreward.sim import generate
+
+    sets = {
+        "train": (TRAIN_TASKS, TRAIN_SEEDS),
+        "heldout": (TRAIN_TASKS, HELDOUT_SEEDS),
+        "unseen": (UNSEEN_TASKS, UNSEEN_SEEDS),
+    }
+    for name, (tasks, seeds) in sets.items():
+        print(f"data: {name}: {len(tasks)} tasks x {len(seeds)} seeds x 4 kinds")
+        generate(work / name, tasks, seeds, max_steps=MAX_STEPS, size=SIZE, trim_after_success=TRIM)
+
+
+def stage_train(work: Path, steps: int) -> Path:
+    from topreward.train import TrainConfig, train
+
+    model = build_initial_model(work / "init")
+    config = TrainConfig(
+        "topreward",
+        [str(work / "train" / "manifest.jsonl")],
+        str(model),
+        str(work / "run"),
+        steps=steps,
+        lr=1e-3,
+        batch_size=8,
+        lora="no",
+        num_points=8,
+        eval_every=50,
+        checkpoint_every=50,
+        val_fraction=0.1,
+        seed=SEED,
+        resume=(work / "run").exists(),
+        sampling=SAMPLING,
+    )
+    train(config)
+    final = work / "run" / "final"
+    (final / "topreward_scoring.json").write_text(json.dumps(SCORING, indent=1) + "\n")
+    return final
+
+
+def stage_bench(work: Path, model: Path) -> None:
+    from topreward.cli import main
+
+    for name in ("heldout", "unseen"):
+        out = work / f"bench_{name}"
+        args = ["bench", str(work / name / "manifest.jsonl"), "--model", str(model), "--out", str(out)]
+        main([*args, "--controls", "static,reversed", "--num-episodes", "100", "--quiet"])
+
+
+def stage_ship(work: Path, model: Path) -> None:
+    target = ASSETS / "demo_model"
+    if target.exists():
+        shutil.rmtree(target)
+    keep = ("config.json", "model.safetensors", "generation_config.json", "topreward_scoring.json")
+    target.mkdir(parents=True)
+    for item in model.iterdir():
+        if item.name in keep or item.name.endswith(
+            (
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "processor_config.json",
+                "chat_template.jinja",
+                "special_tokens_map.json",
+                "preprocessor_config.json",
+                "video_preprocessor_config.json",
+            )
+        ):
+            shutil.copy2(item, target / item.name)
+    rows = [
+        json.loads(line)
+        for line in (work / "heldout" / "manifest.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    pick = next(r for r in rows if r["kind"] == "expert" and r["success"] and r["task"] == "drawer-open-v3")
+    shutil.copy2(work / "heldout" / pick["video"], ASSETS / "demo_heldout.mp4")
+    (ASSETS / "demo_heldout.json").write_text(
+        json.dumps(
+            {k: pick[k] for k in ("instruction", "task", "seed", "kind", "success", "fps", "progress")}
+        )
+        + "\n"
+    )
+    print(f"shipped {target} and {ASSETS / 'demo_heldout.mp4'} ({pick['episode_id']})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="demo_work", help="working folder (data, runs, bench)")
+    parser.add_argument("--stage", default="all", choices=("data", "train", "bench", "ship", "all"))
+    parser.add_argument("--steps", type=int, default=TRAIN_STEPS)
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.stage in ("data", "all"):
+        stage_data(work)
+    model = work / "run" / "final"
+    if args.stage in ("train", "all"):
+        model = stage_train(work, args.steps)
+    if args.stage in ("bench", "all"):
+        stage_bench(work, model)
+    if args.stage in ("ship", "all"):
+        stage_ship(work, model)
+
+
+if __name__ == "__main__":
+    main()
