@@ -31,7 +31,7 @@ UNSEEN_SEEDS = (0, 1, 2, 3)
 SIZE = 64
 MAX_STEPS = 100
 TRIM = 20
-TRAIN_STEPS = 400
+TRAIN_STEPS = 800
 SAMPLING = {"fps": 4.0, "max_frames": 16, "size": [SIZE, SIZE]}
 SCORING = {**SAMPLING, "num_prefixes": 8}
 SEED = 0
@@ -110,6 +110,7 @@ def stage_train(work: Path, steps: int) -> Path:
         seed=SEED,
         resume=(work / "run").exists(),
         sampling=SAMPLING,
+        augment=("static", "reversed"),  # or the model learns "a longer prefix is more progress"
     )
     train(config)
     final = work / "run" / "final"

@@ -174,3 +174,22 @@ def test_cli_train_then_score_with_the_adapter_and_its_recommended_options(
     assert data["config"]["size"] == [32, 32] and len(data["prefix_lengths"]) == 3
     assert main([*score, "--adapter", str(out / "final"), "--num-prefixes", "2"]) == 0  # a flag given wins
     assert len(json.loads(result.read_text())["prefix_lengths"]) == 2
+
+
+def test_control_views_break_the_length_shortcut():
+    from topreward.backends.base import ModelVideo
+    from topreward.train.loop import _Episode, views
+
+    frames = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(5)])
+    src = np.array([0, 2, 4, 6, 8])
+    truth = np.linspace(0, 1, 9)
+    ep = _Episode("e", "open the drawer", True, truth, ModelVideo(frames, src, 10.0))
+    static, backwards = views(ep, ("static", "reversed"))
+    assert (static.video.frames == frames[0]).all() and (static.truth[src] == 0).all()
+    assert (backwards.video.frames[:, 0, 0, 0] == [4, 3, 2, 1, 0]).all()
+    np.testing.assert_allclose(
+        backwards.truth[src], truth[src][::-1]
+    )  # prefix k ends at original frame N - k
+    assert backwards.success is False and (backwards.video.source_indices == src).all()
+    with pytest.raises(ValueError, match="unknown view"):
+        TrainConfig("topreward", ["m.jsonl"], "m", "o", augment=("shuffled",))

@@ -16,6 +16,10 @@ import numpy as np
 
 SAMPLE_VIDEO = "sample_pick_place.mp4"
 SAMPLE_INSTRUCTION = "put the red block into the blue cup"
+#: the demo reward model (scripts/train_demo_model.py) and its held-out episode
+DEMO_MODEL = "demo_model"
+DEMO_CLIP = "demo_heldout.mp4"
+DEMO_CLIP_META = "demo_heldout.json"
 
 # Building the parser (and so every `--help`) must not import torch, transformers or a method's model code:
 # the option dataclasses and the registry table are plain Python (tests/test_cli_help.py checks this).
@@ -321,35 +325,48 @@ def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import json
+
     from topreward.episode import Episode
     from topreward.plot import plot_result
     from topreward.scorers.registry import load_scorer
-    from topreward.tiny import make_tiny_model
 
     if args.quiet:
         _hush_libraries()
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(
-            f"--out {out} is a file; demo writes a folder (tiny model, result.json, curve.png): name a folder"
+            f"--out {out} is a file; demo writes a folder (result.json, curve.png): name a folder"
         )
-    model_dir = out / "tiny-qwen3_vl"
-    if not (model_dir / "config.json").exists():
-        make_tiny_model(model_dir, "qwen3_vl")
-    with resources.as_file(resources.files("topreward") / "assets" / SAMPLE_VIDEO) as video:
-        episode = Episode.from_video(video, SAMPLE_INSTRUCTION)
-        scorer = load_scorer("topreward", model=str(model_dir), num_prefixes=None)
+    with resources.as_file(resources.files("topreward") / "assets") as assets:
+        trained = (assets / DEMO_MODEL / "config.json").is_file()
+        if trained:  # the shipped demo reward model on a held-out simulated episode
+            meta = json.loads((assets / DEMO_CLIP_META).read_text())
+            episode = Episode.from_video(assets / DEMO_CLIP, meta["instruction"])
+            scorer = load_scorer("topreward", model=str(assets / DEMO_MODEL))  # with its recommended options
+            truth = np.asarray(meta["progress"], dtype=float)
+        else:  # an installation without it: a tiny random-weight model shows the pipeline only
+            from topreward.tiny import make_tiny_model
+
+            model_dir = out / "tiny-qwen3_vl"
+            if not (model_dir / "config.json").exists():
+                make_tiny_model(model_dir, "qwen3_vl")
+            episode = Episode.from_video(assets / SAMPLE_VIDEO, SAMPLE_INSTRUCTION)
+            scorer, truth = load_scorer("topreward", model=str(model_dir), num_prefixes=None), None
         result = scorer.score(episode)
         json_path = result.save(out / "result.json")
-        png_path = plot_result(result, out / "curve.png", episode)
+        png_path = plot_result(result, out / "curve.png", episode, ground_truth=truth)
     if not args.quiet:
-        print(
-            "TOPReward demo: a tiny random-weight Qwen3-VL (built locally, offline) scores the bundled clip."
-        )
-        print(
-            "Its numbers show the pipeline, not a trained model's judgement: use --model "
-            "Qwen/Qwen3-VL-8B-Instruct."
-        )
+        if trained:
+            print(
+                "TOPReward demo: the bundled demo reward model, a small Qwen3-VL trained here on simulated "
+                f"Meta-World episodes (scripts/train_demo_model.py), scores a held-out {meta['task']} episode "
+                f"(seed {meta['seed']}, {meta['kind']}, success). It knows only this simulator: for real robots "
+                "use a pretrained VLM, e.g. --model Qwen/Qwen3-VL-8B-Instruct."
+            )
+        else:
+            print("TOPReward demo: a tiny random-weight Qwen3-VL (built locally) scores the bundled clip.")
+            print("Its numbers show the pipeline, not a trained model's judgement.")
         _print_summary(result)
     print(f"result: {json_path}\nplot:   {png_path}")
     return 0
@@ -808,6 +825,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         num_points=args.num_points,
         done_at=args.done_at,
         demos_succeed=args.demos_succeed,
+        augment=tuple(v for v in args.augment.split(",") if v),
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
@@ -1148,6 +1166,11 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
         "--demos-succeed",
         action="store_true",
         help="episodes without labels are successful demonstrations: time-based progress (e.g. LeRobot)",
+    )
+    p.add_argument(
+        "--augment",
+        default="",
+        help="control views added to training, comma list: static (first frame repeated), reversed",
     )
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--device", default=None, help="cuda, cpu (default: cuda if available)")

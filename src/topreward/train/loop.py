@@ -70,6 +70,7 @@ class TrainConfig:
     num_points: int = 8
     done_at: float = 0.95
     demos_succeed: bool = False  # unlabelled episodes are successful demonstrations (time-based progress)
+    augment: tuple[str, ...] = ()  # control views added to training: "static", "reversed" (see `views`)
     eval_every: int = 50
     checkpoint_every: int = 50
     resume: bool = False
@@ -92,6 +93,10 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (0 <= self.val_fraction < 1):
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        self.augment = tuple(self.augment)
+        bad = set(self.augment) - set(VIEWS)
+        if bad:
+            raise ValueError(f"augment: unknown view(s) {sorted(bad)}; choose from {', '.join(VIEWS)}")
         if not self.sources:
             raise ValueError(
                 "name at least one source with ground truth (manifest, LeRobot dataset, sim output)"
@@ -155,6 +160,34 @@ def load_episodes(config: TrainConfig, preparer) -> list[_Episode]:
     if without:
         logger.warning("%d episodes without ground truth (or instruction) left out", without)
     return episodes
+
+
+VIEWS = ("static", "reversed")
+
+
+def views(ep: _Episode, which: tuple[str, ...]) -> list[_Episode]:
+    """Control views of a training episode, so that a prefix's length cannot stand for progress.
+
+    `static`: the first frame repeated (every prefix's target: that frame's progress, constant);
+    `reversed`: the frames played backwards (prefix k ends at the original frame N - k: its progress).
+    Timestamps stay those of the original frames.
+    """
+    from topreward.backends.base import ModelVideo
+
+    v, src = ep.video, np.asarray(ep.video.source_indices)
+    out = []
+    for name in which:
+        truth = np.array(ep.truth, dtype=float)
+        if name == "static":
+            frames = np.repeat(v.frames[:1], len(v.frames), axis=0)
+            truth[:] = ep.truth[src[0]]
+        else:
+            frames = v.frames[::-1].copy()
+            truth[src] = ep.truth[src[::-1]]
+        video = ModelVideo(frames, src, v.source_fps, v.rate)
+        success = None if name == "static" else False
+        out.append(_Episode(f"{ep.key} [{name}]", ep.instruction, success, truth, video))
+    return out
 
 
 def split(episodes: list[_Episode], fraction: float, seed: int) -> tuple[list[_Episode], list[_Episode]]:
@@ -378,6 +411,7 @@ def train(config: TrainConfig, *, progress_bar: bool = True, backend=None) -> Tr
         )
     preparer = FramePreparer(SamplingConfig(**config.sampling), int(backend.patch_factor))
     train_eps, val_eps = split(load_episodes(config, preparer), config.val_fraction, config.seed)
+    train_eps += [view for ep in train_eps for view in views(ep, config.augment)]
     train_ex = build_examples(config, backend, train_eps, config.seed)
     val_ex = build_examples(config, backend, val_eps, config.seed + 1)
     if not train_ex:
