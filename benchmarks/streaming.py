@@ -136,4 +136,7 @@ def server_throughput(scorer, frames: np.ndarray, clients: int, steps: int) -> t
 
 
 if __name__ == "__main__":
-    main()
+    import torch
+
+    with torch.inference_mode():  # the engine keeps autograd available; a benchmark measures scoring
+        main()

@@ -15,6 +15,8 @@ from topreward.train.heads import loss
 from topreward.train.loop import build_examples, load_episodes
 from topreward.video import write_video
 
+from .conftest import load_backend
+
 SAMPLING = {"fps": 10.0, "max_frames": 6, "size": (32, 32)}
 
 
@@ -193,3 +195,32 @@ def test_control_views_break_the_length_shortcut():
     assert backwards.success is False and (backwards.video.source_indices == src).all()
     with pytest.raises(ValueError, match="unknown view"):
         TrainConfig("topreward", ["m.jsonl"], "m", "o", augment=("shuffled",))
+
+
+def test_the_engine_leaves_autograd_to_its_caller(tiny_model_dirs):
+    """No inference mode baked into the backends: the scorer applies it, training keeps gradients."""
+    from topreward.backends.base import ModelVideo, Request
+    from topreward.scorers.registry import load_scorer
+
+    backend = load_backend(tiny_model_dirs, "qwen3_vl")
+    seen = []
+    forward = backend.model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
+        return forward(*args, **kwargs)
+
+    backend.model.forward = spy
+    try:
+        frames = np.stack([np.full((32, 32, 3), 60 * i, np.uint8) for i in range(3)])
+        video = ModelVideo(frames, np.arange(3), 10.0)
+        for path in ("reference", "fast"):
+            cache = backend.video_cache(video, "", path=path)
+            cache.score([Request(2, " The answer is:", (backend.token_id(" True"),))])
+        assert seen and all(seen)  # gradients available to a caller that wants them
+        seen.clear()
+        scorer = load_scorer("topreward", backend=backend, num_prefixes=2, path="reference")
+        scorer.score(frames, "open the drawer", fps=10.0)
+        assert seen and not any(seen)  # the scorer turns them off
+    finally:
+        backend.model.forward = forward

@@ -101,6 +101,12 @@ class StreamSession:
 
     def push(self, frames: Any) -> int:
         """Append one frame (H, W, 3) or several (n, H, W, 3), uint8 RGB; returns how many were kept."""
+        from topreward.scorers.base import scoring_mode
+
+        with scoring_mode():
+            return self._push(frames)
+
+    def _push(self, frames: Any) -> int:
         from topreward.episode import validate_frames
 
         if self.closed:
@@ -173,10 +179,13 @@ class StreamSession:
 
     def score(self) -> StreamScore:
         """The method's value for the prefix of every kept frame, and the running progress."""
+        from topreward.scorers.base import scoring_mode
+
         n = self._ready()
-        if self._cached:
-            return self._record(self.scorer.compute_on_cache(self._cache, [self.instruction], [n])[0])
-        return self._record(self.scorer.compute_online(self._cache, self.instruction, n, self._queried))
+        with scoring_mode():
+            if self._cached:
+                return self._record(self.scorer.compute_on_cache(self._cache, [self.instruction], [n])[0])
+            return self._record(self.scorer.compute_online(self._cache, self.instruction, n, self._queried))
 
     def _record(self, out) -> StreamScore:
         self._queried = self.video.num_frames
@@ -206,6 +215,7 @@ def score_many(sessions: list[StreamSession]) -> list[StreamScore]:
     `[s.score() for s in sessions]`. Sessions on the reference path are scored one by one.
     """
     from topreward.backends.prefix_sharing import VideoCache, score_on_caches
+    from topreward.scorers.base import scoring_mode
 
     if not sessions:
         return []
@@ -218,7 +228,9 @@ def score_many(sessions: list[StreamSession]) -> list[StreamScore]:
             for i in shared
         ]
         batch = max(sessions[i].scorer.backend_config.batch_size for i in shared)
-        for i, answers in zip(shared, score_on_caches(jobs, batch_size=batch)):
+        with scoring_mode():
+            answered = score_on_caches(jobs, batch_size=batch)
+        for i, answers in zip(shared, answered):
             s = sessions[i]
             results[i] = s._record(s.scorer.outputs_from(answers, [s.instruction], [sizes[i]])[0])
     return [results[i] for i in range(len(sessions))]

@@ -34,7 +34,7 @@ import numpy as np
 from topreward.backends.base import Request
 from topreward.episode import Episode
 from topreward.metrics import roc_auc
-from topreward.scorers.base import check_instruction, reserved_tokens
+from topreward.scorers.base import check_instruction, reserved_tokens, scoring_mode
 from topreward.scorers.topreward import format_prompt
 
 logger = logging.getLogger(__name__)
@@ -233,9 +233,10 @@ def answer_token_study(
             skipped[eid] = str(e)
             continue
         prompt = backend.prompt_text(style, format_prompt(instruction))
-        (answer,) = scorer.video_cache(video, prompt.before).score(
-            [Request(video.num_frames, prompt.after, tokens=ids)]
-        )
+        with scoring_mode():
+            (answer,) = scorer.video_cache(video, prompt.before).score(
+                [Request(video.num_frames, prompt.after, tokens=ids)]
+            )
         candidate_probs.append(np.exp(answer.next[columns]))
         if top_vocab:  # float32: a whole vocabulary per episode is kept until the class means are known
             vocab_probs.append(np.exp(answer.next).astype(np.float32))

@@ -286,7 +286,6 @@ class HFBackend:
             if isinstance(v, torch.Tensor)
         }
 
-    @torch.inference_mode()
     def forward_answer(self, inputs, text: str, request: Request) -> Answer:
         """One plain forward of processor `inputs` whose sequence ends with `text`; reads `request`'s answer."""
         tokens = TextTokens.of(self.processor.tokenizer, text)
@@ -299,7 +298,7 @@ class HFBackend:
         logits = self.model(**self._to_device(inputs), logits_to_keep=n + 1).logits[0].float()
         log_probs = torch.log_softmax(logits, dim=-1)  # row j predicts text token j; row n the next token
         nxt = (
-            log_probs[n, list(request.tokens)].cpu().numpy().astype(np.float64)
+            log_probs[n, list(request.tokens)].detach().cpu().numpy().astype(np.float64)
             if request.tokens
             else np.zeros(0)
         )
@@ -307,10 +306,9 @@ class HFBackend:
             return Answer(nxt)
         j0, j1 = tokens.span_tokens(request.span, text)
         targets = tokens.ids[j0:j1].tolist()
-        span = log_probs[torch.arange(j0, j1), targets].cpu().numpy().astype(np.float64)
+        span = log_probs[torch.arange(j0, j1), targets].detach().cpu().numpy().astype(np.float64)
         return Answer(nxt, span, tuple(targets))
 
-    @torch.inference_mode()
     def last_token_log_probs(
         self,
         frames: np.ndarray,
@@ -343,7 +341,7 @@ class HFBackend:
         self.check_context(len(ids))
         logits = self.model(**self._to_device(inputs), logits_to_keep=2).logits[0, 0]
         log_probs = torch.log_softmax(logits.float() if upcast else logits, dim=-1)
-        return log_probs[[int(ids[-1]), *extra]].float().cpu().numpy().astype(np.float64)
+        return log_probs[[int(ids[-1]), *extra]].float().detach().cpu().numpy().astype(np.float64)
 
     # ---- the video cache (both paths) -------------------------------------------------------------
     def video_cache(
@@ -393,7 +391,6 @@ class HFBackend:
         return _stack(cache.score([Request(k, prompt.after, tuple(token_ids)) for k in prefixes]))
 
     # ---- generation -------------------------------------------------------------------------------
-    @torch.inference_mode()
     def chat(self, parts: list, generation: Generation | None = None) -> str:
         """The model's answer to one user turn of text, images (uint8 (H, W, 3)) and videos (`ModelVideo`).
 
@@ -479,7 +476,6 @@ class HFBackend:
             return answers
         return self._image_log_probs_shared(prompt, images, requests, batch_size or self.batch_size)
 
-    @torch.inference_mode()
     def _image_log_probs_shared(
         self, prompt: str, images: list[np.ndarray], requests: list[Request], batch_size: int
     ) -> list[Answer]:

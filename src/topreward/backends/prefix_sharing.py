@@ -182,8 +182,7 @@ def encode_frame_pairs(
     )
     pixels = inputs["pixel_values_videos"].to(backend.device, backend.dtype)
     grid = inputs["video_grid_thw"].to(backend.device)
-    with torch.inference_mode():
-        per_clip = backend.family.encode(backend.model, pixels, grid)
+    per_clip = backend.family.encode(backend.model, pixels, grid)
     start: dict[FramePair, int] = {}
     embeds, deep, row = [], [], 0
     for run, groups in zip(runs, per_clip):
@@ -337,7 +336,6 @@ class VideoCache:
         missing = {p for lay in layouts for p in lay.group_pairs} - set(self.bank.start)
         self.bank.add(encode_frame_pairs(self.backend, self.video, missing))
 
-    @torch.inference_mode()
     def _sync(self) -> None:
         """Make the KV cache cover the whole video's shared part, reusing what still agrees."""
         from transformers import DynamicCache
@@ -404,7 +402,6 @@ class VideoCache:
             )
         self._checked.add(text)
 
-    @torch.inference_mode()
     def score(self, requests: list[Request]) -> list[Answer]:
         """Answer every request (see `Request`); packed `batch_size` at a time on top of the cache."""
         if not requests:
@@ -442,7 +439,6 @@ class VideoCache:
         return items
 
 
-@torch.inference_mode()
 def score_on_caches(jobs: list[tuple[VideoCache, list[Request]]], batch_size: int = 8) -> list[list[Answer]]:
     """Requests to several videos' caches in shared packed forwards; one answer list per job.
 
@@ -494,7 +490,6 @@ def score_on_caches(jobs: list[tuple[VideoCache, list[Request]]], batch_size: in
     return out
 
 
-@torch.inference_mode()
 def score_on_cache(
     backend: HFBackend,
     kv: list[tuple[torch.Tensor, torch.Tensor]],
@@ -561,7 +556,7 @@ def collect_answers(
         if target >= 0:
             spans[i].append((float(log_probs[row, target]), target))
         else:
-            nexts[i] = log_probs[row, list(requests[i].tokens)].cpu().numpy().astype(np.float64)
+            nexts[i] = log_probs[row, list(requests[i].tokens)].detach().cpu().numpy().astype(np.float64)
     return [
         Answer(
             nexts[i], np.array([lp for lp, _ in spans[i]], dtype=np.float64), tuple(t for _, t in spans[i])

@@ -56,7 +56,6 @@ class RecurrentVideoCache(VideoCache):
         self._linear = [t == "linear_attention" for t in backend.model.config.get_text_config().layer_types]
         super().__init__(backend, video, before, batch_size=batch_size)
 
-    @torch.inference_mode()
     def _sync(self) -> None:
         """One segmented pass over the whole video's shared part, snapshotting the states at each boundary."""
         from transformers import DynamicCache
@@ -107,7 +106,6 @@ class RecurrentVideoCache(VideoCache):
                 layer.update_recurrent_state(state[1].clone())
         return cache
 
-    @torch.inference_mode()
     def score(self, requests: list[Request]) -> list[Answer]:
         """Answer every request (see `Request`); one forward of its own tokens on its boundary's cache each."""
         answers: list[Answer] = []

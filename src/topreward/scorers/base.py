@@ -341,7 +341,8 @@ class Scorer:
         texts = [check_instruction(episode, text, reserved) for text in instructions]
         points = self.evaluation_points(mv)
         t1 = time.perf_counter()
-        outputs = self.compute_many(mv, texts, points)
+        with scoring_mode():
+            outputs = self.compute_many(mv, texts, points)
         model_s = (time.perf_counter() - t1) / len(texts)
         return [
             self._result(episode, mv, points, text, out, decode_s, model_s)
@@ -433,6 +434,14 @@ def check_task_text(text: str, reserved: tuple[str, ...] = (), where: str | None
             "format, which task text may not hold (it is data, never control); remove them"
         )
     return text
+
+
+def scoring_mode():
+    """No autograd while scoring. The engine (`topreward.backends`) bakes none in, so that training can
+    take gradients through the model; the scorer (and the stream) apply this around their model calls."""
+    import torch
+
+    return torch.inference_mode()
 
 
 def check_instruction(episode: Episode, text: str | None = None, reserved: tuple[str, ...] = ()) -> str:
