@@ -31,7 +31,7 @@ UNSEEN_SEEDS = (0, 1, 2, 3)
 SIZE = 64
 MAX_STEPS = 100
 TRIM = 20
-TRAIN_STEPS = 800
+TRAIN_STEPS = 2000
 SAMPLING = {"fps": 4.0, "max_frames": 16, "size": [SIZE, SIZE]}
 SCORING = {**SAMPLING, "num_prefixes": 8}
 SEED = 0
@@ -42,7 +42,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "src" / "topreward" / "assets"
 def build_initial_model(path: Path) -> Path:
     """The architecture: Qwen3-VL, 4 text layers of width 128, a 4-layer vision tower of width 64."""
     import torch
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers import Qwen3VLForConditionalGeneration
 
     from topreward import tiny
 
@@ -50,28 +50,9 @@ def build_initial_model(path: Path) -> Path:
         return path
     tokenizer = tiny.build_tokenizer()
     torch.manual_seed(SEED)
-    text = tiny._text_kwargs(tokenizer, hidden=128, layers=4, heads=4, kv_heads=2, head_dim=32)
-    text["initializer_range"] = 0.02
-    text["rope_parameters"] = {
-        "rope_type": "default",
-        "rope_theta": 5_000_000.0,
-        "mrope_section": [8, 4, 4],
-        "mrope_interleaved": True,
-    }
-    vision = {
-        "depth": 4,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_heads": 4,
-        "patch_size": 16,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-        "out_hidden_size": 128,
-        "num_position_embeddings": 64,
-        "deepstack_visual_indexes": [1, 2],
-        "initializer_range": 0.02,
-    }
-    config = Qwen3VLConfig(text_config=text, vision_config=vision, **tiny._special_ids(tokenizer))
+    config = tiny.qwen3_vl_config(
+        tokenizer, hidden=128, layers=4, head_dim=32, vision_hidden=64, vision_depth=4, init=0.02
+    )
     Qwen3VLForConditionalGeneration(config).save_pretrained(path)
     tiny.build_processor("qwen3_vl", tokenizer).save_pretrained(path)
     return path
@@ -100,12 +81,12 @@ def stage_train(work: Path, steps: int) -> Path:
         str(model),
         str(work / "run"),
         steps=steps,
-        lr=1e-3,
+        lr=3e-4,
         batch_size=8,
         lora="no",
         num_points=8,
-        eval_every=50,
-        checkpoint_every=50,
+        eval_every=200,
+        checkpoint_every=200,
         val_fraction=0.1,
         seed=SEED,
         resume=(work / "run").exists(),

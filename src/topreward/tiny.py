@@ -148,36 +148,52 @@ def _special_ids(tokenizer) -> dict:
     }
 
 
+def qwen3_vl_config(
+    tokenizer,
+    *,
+    hidden: int = 64,
+    layers: int = 3,
+    head_dim: int = 16,
+    vision_hidden: int = 32,
+    vision_depth: int = 3,
+    init: float = 0.2,
+):
+    """A small Qwen3-VL config (the test models' defaults; `scripts/train_demo_model.py` sizes it up)."""
+    from transformers import Qwen3VLConfig
+
+    text = _text_kwargs(tokenizer, hidden=hidden, layers=layers, heads=4, kv_heads=2, head_dim=head_dim)
+    text["initializer_range"] = init
+    text["rope_parameters"] = {  # M-RoPE sections (time, height, width) over half the rotary dims
+        "rope_type": "default",
+        "rope_theta": 5_000_000.0,
+        "mrope_section": [head_dim // 4, head_dim // 8, head_dim // 8],
+        "mrope_interleaved": True,
+    }
+    vision = {
+        "depth": vision_depth,
+        "hidden_size": vision_hidden,
+        "intermediate_size": 2 * vision_hidden,
+        "num_heads": 2 if vision_hidden <= 32 else 4,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "out_hidden_size": hidden,
+        "num_position_embeddings": 64,
+        "deepstack_visual_indexes": [0, 1] if vision_depth <= 3 else [1, 2],
+        "initializer_range": init,
+    }
+    return Qwen3VLConfig(text_config=text, vision_config=vision, **_special_ids(tokenizer))
+
+
 def build_model(arch: Arch, tokenizer, *, seed: int = 0):
     """A random-weight model of the real architecture, sized to run in milliseconds on a CPU."""
     import torch
 
     torch.manual_seed(seed)
     if arch == "qwen3_vl":
-        from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+        from transformers import Qwen3VLForConditionalGeneration
 
-        text = _text_kwargs(tokenizer, hidden=64, layers=3, heads=4, kv_heads=2, head_dim=16)
-        text["rope_parameters"] = {
-            "rope_type": "default",
-            "rope_theta": 5_000_000.0,
-            "mrope_section": [4, 2, 2],
-            "mrope_interleaved": True,
-        }
-        vision = {
-            "depth": 3,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "out_hidden_size": 64,
-            "num_position_embeddings": 64,
-            "deepstack_visual_indexes": [0, 1],
-            "initializer_range": 0.2,
-        }
-        config = Qwen3VLConfig(text_config=text, vision_config=vision, **_special_ids(tokenizer))
-        model = Qwen3VLForConditionalGeneration(config)
+        model = Qwen3VLForConditionalGeneration(qwen3_vl_config(tokenizer))
     elif arch == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
