@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up ./.venv if needed, then run the offline demo (tiny locally built model, bundled sample clip).
+# Set up ./.venv if needed, then run the offline demo (the bundled demo reward model on a held-out sim clip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

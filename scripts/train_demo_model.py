@@ -106,6 +106,30 @@ def stage_bench(work: Path, model: Path) -> None:
         out = work / f"bench_{name}"
         args = ["bench", str(work / name / "manifest.jsonl"), "--model", str(model), "--out", str(out)]
         main([*args, "--controls", "static,reversed", "--num-episodes", "100", "--quiet"])
+        print(targets(out / "episodes.jsonl", name))
+
+
+def targets(episodes: Path, name: str) -> str:
+    """The README's targets from a bench log: VOC on successes, success AUC, the two controls."""
+    import numpy as np
+
+    from topreward import metrics
+    from topreward.worklog import read_jsonl
+
+    recs = [r for r in read_jsonl(episodes) if "skipped" not in r]
+    ok = [r["voc"] for r in recs if r["success"] and r["voc"] is not None]
+    labelled = [r for r in recs if r["success"] is not None]
+    auc = metrics.roc_auc([r["success_score"] for r in labelled], [bool(r["success"]) for r in labelled])
+
+    def mean(key: str) -> str:
+        v = [r[key] for r in recs if r.get(key) is not None]
+        return f"{np.mean(v):.3f} ± {np.std(v):.3f}"
+
+    return (
+        f"{name}: {len(recs)} episodes ({len(ok)} successful); VOC on successes {np.mean(ok):.3f} ± "
+        f"{np.std(ok):.3f}; success ROC-AUC {auc:.3f}; static-frame VOC {mean('static_voc')}; "
+        f"reversed VOC {mean('reversed_voc')}"
+    )
 
 
 def stage_ship(work: Path, model: Path) -> None:

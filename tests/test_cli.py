@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -72,10 +73,34 @@ def test_make_tiny_model_and_list(tmp_path, capsys):
     assert "topreward" in capsys.readouterr().out
 
 
-def test_demo(tmp_path, capsys):
+def test_demo_scores_a_held_out_episode_with_the_shipped_model(tmp_path, capsys):
+    from importlib import resources
+
+    from topreward import metrics
+
+    assets = Path(str(resources.files("topreward") / "assets"))
+    meta = json.loads((assets / "demo_heldout.json").read_text())
     assert main(["demo", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
-    assert result["instruction"] == "put the red block into the blue cup"
-    assert len(result["frame_progress"]) == 60
+    assert result["instruction"] == meta["instruction"] and meta["success"]
+    assert result["model"]["id"].endswith("demo_model")
+    assert result["config"]["size"] == [64, 64]  # the model's recommended options, no flags
+    # the trained model's curve rises on an episode it never saw
+    assert metrics.voc(result["progress"], result["prefix_end_frames"]) >= 0.9
     assert (tmp_path / "curve.png").exists()
-    assert str(tmp_path / "curve.png") in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert str(tmp_path / "curve.png") in out and "knows only this simulator" in out
+    shipped = sum(f.stat().st_size for f in (assets / "demo_model").iterdir())
+    assert shipped <= 20 * 2**20
+
+
+def test_demo_without_the_shipped_model_falls_back_to_a_tiny_one(tmp_path, monkeypatch, capsys):
+    import topreward.cli as cli
+
+    monkeypatch.setattr(cli, "DEMO_MODEL", "no_such_model")
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert (
+        result["instruction"] == "put the red block into the blue cup" and len(result["frame_progress"]) == 60
+    )
+    assert "not a trained model's judgement" in capsys.readouterr().out
