@@ -224,3 +224,27 @@ def test_the_engine_leaves_autograd_to_its_caller(tiny_model_dirs):
         assert seen and not any(seen)  # the scorer turns them off
     finally:
         backend.model.forward = forward
+
+
+def test_lerobot_datasets_train_from_their_progress_column_or_as_demonstrations(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from topreward.sampling import FramePreparer, SamplingConfig
+
+    from .helpers_lerobot import write_lerobot_v3
+
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 8), episode_tasks=["open the drawer"] * 2)
+    preparer = FramePreparer(SamplingConfig(**SAMPLING), 32)
+    plain = TrainConfig("topreward", [str(root)], "m", str(tmp_path / "o"), sampling=SAMPLING)
+    with pytest.raises(ValueError, match="--demos-succeed"):  # no labels at all
+        load_episodes(plain, preparer)
+    demos = load_episodes(TrainConfig(**{**plain.__dict__, "demos_succeed": True}), preparer)
+    np.testing.assert_allclose(demos[0].truth, np.linspace(0, 1, 6))  # time-based
+    for f in (root / "data").rglob("*.parquet"):  # a per-frame ground-truth column, as `sim --format lerobot`
+        table = pq.read_table(f)
+        progress = [0.5 * (i % 2) for i in table.column("frame_index").to_pylist()]
+        pq.write_table(table.append_column("progress", pa.array(progress, pa.float32())), f)
+    (first, second) = load_episodes(plain, preparer)
+    np.testing.assert_allclose(first.truth, [0, 0.5] * 3)
+    assert len(second.truth) == 8

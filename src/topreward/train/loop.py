@@ -70,6 +70,7 @@ class TrainConfig:
     num_points: int = 8
     done_at: float = 0.95
     demos_succeed: bool = False  # unlabelled episodes are successful demonstrations (time-based progress)
+    progress_column: str = "progress"  # LeRobot datasets: a per-frame ground-truth column, when there is one
     augment: tuple[str, ...] = ()  # control views added to training: "static", "reversed" (see `views`)
     eval_every: int = 50
     checkpoint_every: int = 50
@@ -134,10 +135,14 @@ def load_episodes(config: TrainConfig, preparer) -> list[_Episode]:
     episodes, without = [], 0
     for spec in config.sources:
         source = open_source(spec)
+        columns = lerobot_progress(source, config.progress_column)
         for eid in source.episode_ids():
             ep = source.get(eid)
             where = f"{spec}/{eid}"
-            truth = ground_truth_for(ep.annotations, ep.num_frames, ep.fps, episode=where)
+            annotations = ep.annotations
+            if columns is not None and "progress" not in annotations:
+                annotations = {**annotations, "progress": columns[int(annotations["episode_index"])]}
+            truth = ground_truth_for(annotations, ep.num_frames, ep.fps, episode=where)
             success = ep.annotations.get("success")
             if truth is None and success is None and config.demos_succeed:  # e.g. a LeRobot dataset of demos
                 success, truth = (
@@ -188,6 +193,25 @@ def views(ep: _Episode, which: tuple[str, ...]) -> list[_Episode]:
         success = None if name == "static" else False
         out.append(_Episode(f"{ep.key} [{name}]", ep.instruction, success, truth, video))
     return out
+
+
+def lerobot_progress(source, column: str) -> dict[int, list[float]] | None:
+    """Per-episode ground truth from a LeRobot dataset's per-frame `column` (None if it has none)."""
+    from topreward.datasets import LeRobotSource
+
+    if not isinstance(source, LeRobotSource) or not column:
+        return None
+    import pyarrow.parquet as pq
+
+    files = sorted((Path(source.root) / "data").rglob("*.parquet"))
+    if not files or column not in pq.read_schema(files[0]).names:
+        return None
+    by_episode: dict[int, list[tuple[int, float]]] = {}
+    for f in files:
+        table = pq.read_table(f, columns=["episode_index", "frame_index", column]).to_pydict()
+        for e, i, v in zip(table["episode_index"], table["frame_index"], table[column]):
+            by_episode.setdefault(int(e), []).append((int(i), float(v)))
+    return {e: [v for _, v in sorted(rows)] for e, rows in by_episode.items()}
 
 
 def split(episodes: list[_Episode], fraction: float, seed: int) -> tuple[list[_Episode], list[_Episode]]:
