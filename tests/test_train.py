@@ -136,6 +136,19 @@ def test_sources_without_ground_truth_and_divergence(tiny_model_dirs, manifest, 
         )
     with pytest.raises(ValueError, match="head='reward'"):
         TrainConfig("reward", [str(manifest)], "m", "o")
+    for bad in (
+        {"done_at": float("nan")},
+        {"lr": -1.0},
+        {"val_fraction": 1.0},
+        {"steps": 0},
+        {"lora": "maybe"},
+    ):
+        with pytest.raises(ValueError):
+            TrainConfig("topreward", [str(manifest)], "m", str(tmp_path / "o"), **bad)
+    with pytest.raises(ValueError, match="inside the source"):
+        TrainConfig("topreward", [str(manifest.parent)], "m", str(manifest.parent / "runs"))
+    with pytest.raises(ValueError, match="inside the source"):
+        TrainConfig("topreward", [str(manifest)], "m", str(manifest))
 
 
 def test_cli_train_then_score_with_the_adapter_and_its_recommended_options(

@@ -94,6 +94,16 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (0 <= self.val_fraction < 1):
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not (0 < self.done_at <= 1):
+            raise ValueError(f"done_at must be in (0, 1], got {self.done_at!r}")
+        out = Path(self.out).expanduser().resolve()
+        for spec in self.sources:
+            src = Path(spec).expanduser().resolve()  # a dataset folder, or a manifest / video file
+            if out == src or (src.is_dir() and src in out.parents):
+                raise ValueError(
+                    f"--out {self.out} is inside the source {spec}: checkpoints would be written into your data; "
+                    "pick a folder outside it"
+                )
         self.augment = tuple(self.augment)
         bad = set(self.augment) - set(VIEWS)
         if bad:
