@@ -100,6 +100,10 @@ def test_lora_adapter_loads_over_its_base_only(tiny_model_dirs, manifest, tmp_pa
             AutoModelForImageTextToText.from_pretrained(model).state_dict().values(),
         )
     )
+    from topreward.scorers.base import BackendConfig
+
+    with pytest.raises(FileNotFoundError, match="not a LoRA adapter folder"):
+        BackendConfig(model=str(model), adapter=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="was trained on"):
         load_adapter(
             AutoModelForImageTextToText.from_pretrained(model), out / "final", "Qwen/Qwen3-VL-8B-Instruct"

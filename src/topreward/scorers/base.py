@@ -93,6 +93,16 @@ class BackendConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.adapter is not None:  # checked before any model is loaded
+            from pathlib import Path
+
+            if self.backend != "transformers":
+                raise ValueError(f"adapter= applies to backend='transformers' only, not {self.backend!r}")
+            if not (Path(str(self.adapter)).expanduser() / "adapter_config.json").is_file():
+                raise FileNotFoundError(
+                    f"adapter {self.adapter} is not a LoRA adapter folder (no adapter_config.json); pass the "
+                    "`final` (or a checkpoint) folder written by `topreward train --lora yes`"
+                )
         if self.backend == "openai" and not self.url:
             raise ValueError(
                 "backend='openai' needs the server's base URL: url='http://localhost:8000' (--url); "
