@@ -136,20 +136,9 @@ def stage_ship(work: Path, model: Path) -> None:
     target = ASSETS / "demo_model"
     if target.exists():
         shutil.rmtree(target)
-    keep = ("config.json", "model.safetensors", "generation_config.json", "topreward_scoring.json")
     target.mkdir(parents=True)
-    for item in model.iterdir():
-        if item.name in keep or item.name.endswith(
-            (
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "processor_config.json",
-                "chat_template.jinja",
-                "special_tokens_map.json",
-                "preprocessor_config.json",
-                "video_preprocessor_config.json",
-            )
-        ):
+    for item in model.iterdir():  # the model, its processor and scoring options; not the trainer's state
+        if item.is_file() and item.name not in ("trainer_state.json", "optimizer.pt"):
             shutil.copy2(item, target / item.name)
     rows = [
         json.loads(line)

@@ -168,7 +168,7 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {
         f.name: getattr(args, f.name) for cls in _option_classes(args.method) for f in dataclasses.fields(cls)
     }
-    saved = {**recommended_options(options.get("model")), **recommended_options(options.get("adapter"))}
+    saved = recommended_options(options)
     for name, value in saved.items():
         if name in options and not _given(args, "--" + name.replace("_", "-")):
             options[name] = value

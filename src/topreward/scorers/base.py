@@ -180,26 +180,27 @@ CONFIG_PARTS: tuple[type, ...] = (BackendConfig, SamplingConfig)
 SCORING_FILE = "topreward_scoring.json"
 
 
-def recommended_options(model: str | None) -> dict[str, Any]:
-    """The options saved beside a local model (`SCORING_FILE`), e.g. the sampling it was trained with."""
-    if not model:
-        return {}
+def recommended_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options saved beside the local `model` and `adapter` of `options` (`SCORING_FILE`, e.g. the
+    sampling it was trained with); the adapter's win."""
+    import json
     from pathlib import Path
 
-    path = Path(str(model)).expanduser() / SCORING_FILE
-    if not path.is_file():
-        return {}
-    import json
-
-    try:
-        options = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); fix or delete it") from e
-    if not isinstance(options, dict):
-        raise ValueError(f'{path} must hold a JSON object of scoring options, e.g. {{"fps": 4.0}}')
-    if isinstance(options.get("size"), list):
-        options["size"] = tuple(options["size"])
-    return options
+    saved: dict[str, Any] = {}
+    for folder in (options.get("model"), options.get("adapter")):
+        path = Path(str(folder)).expanduser() / SCORING_FILE if folder else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            found = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}); fix or delete it") from e
+        if not isinstance(found, dict):
+            raise ValueError(f'{path} must hold a JSON object of scoring options, e.g. {{"fps": 4.0}}')
+        if isinstance(found.get("size"), list):
+            found["size"] = tuple(found["size"])
+        saved.update(found)
+    return saved
 
 
 def option_names(cls: type) -> list[str]:

@@ -70,7 +70,7 @@ def load_scorer(name: str = "topreward", *, backend: Any = None, **options: Any)
         options["backend"], backend = backend, None
     # a model folder's own recommended options (e.g. the sampling it was trained with) fill what is not given
     valid = {f for part in (*_parts(), cls.Config) for f in part.__dataclass_fields__}
-    saved = {**recommended_options(options.get("model")), **recommended_options(options.get("adapter"))}
+    saved = recommended_options(options)
     options = {**{k: v for k, v in saved.items() if k in valid}, **options}
     backend_config, sampling, config = split_options(name, cls.Config, options)
     return cls(config, backend_config=backend_config, sampling=sampling, backend=backend)
