@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from topreward.backends.hf import HFBackend, ModelVideo
-from topreward.backends.prefix_sharing import build_layouts
+from topreward.backends.video_cache import build_layouts
 from topreward.prompts import TOPREWARD_TEMPLATE
 from topreward.sampling import prefix_lengths
 from topreward.tiny import _special_ids, build_processor, build_tokenizer

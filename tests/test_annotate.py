@@ -119,7 +119,7 @@ def test_existing_output_is_refused(scorer, tmp_path):
 
 
 def test_resume_with_other_settings_is_refused(scorer, tmp_path, monkeypatch):
-    import topreward.annotate as annotate_module
+    import topreward.annotate.job as annotate_module
 
     manifest = make_manifest(tmp_path / "m", 2)
     out = tmp_path / "p.parquet"

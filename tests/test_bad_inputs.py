@@ -219,7 +219,7 @@ def test_os_errors_are_one_line_with_the_file_and_the_fix(error, expected, files
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("topreward.weights.write_weights", fail)
+    monkeypatch.setattr("topreward.annotate.weights.write_weights", fail)
     assert main(["weights", str(files["ann"]), "--out", "/data/out.parquet"]) == 2
     err = capsys.readouterr().err
     assert err == f"topreward weights: error: /data/out.parquet: {err.split(': ', 3)[-1]}"
@@ -391,7 +391,7 @@ def test_a_narrower_resume_never_deletes_finished_work(files, scorer, tmp_path, 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # killed after every episode was scored, before the file was written
 
-    monkeypatch.setattr("topreward.annotate.write_parquet", crash)
+    monkeypatch.setattr("topreward.annotate.job.write_parquet", crash)
     with pytest.raises(KeyboardInterrupt):
         annotate(open_source(files["lerobot"]), scorer, out, progress_bar=False)
     monkeypatch.undo()

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from topreward.conventions import uniform_prefix_lengths, video_budget_size
 from topreward.episode import Episode
+from topreward.scorers.conventions import uniform_prefix_lengths, video_budget_size
 
 GOLDEN = Path(__file__).parent / "golden"
 CLIP = "sample_pick_place.mp4"
@@ -152,8 +152,8 @@ def test_peer_conventions_need_qwen3_vl_and_refuse_streaming(backend, qwen3_back
 
 def test_ray_driver_prepares_every_raw_frame_for_a_peer(tiny_model_dirs):
     from topreward.annotate import ScorerSpec
-    from topreward.conventions import AllFrames
     from topreward.sampling import FramePreparer
+    from topreward.scorers.conventions import AllFrames
 
     model = str(tiny_model_dirs["qwen3_vl"])
     assert isinstance(

@@ -287,7 +287,7 @@ def test_thoughts_are_not_part_of_the_answer(gemini, double):
 
 
 def test_backend_config_loads_gemini(gemini, double):
-    from topreward.scorers.base import BACKENDS, BackendConfig
+    from topreward.backends.config import BACKENDS, BackendConfig
 
     assert "gemini" in BACKENDS
     cfg = BackendConfig(backend="gemini", model="gemini-2.5-flash", url=double.url, timeout=7.0, retries=1)

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from topreward.backends.base import PREFIX_SHARING, ModelVideo, Request
+from topreward.backends.families import family_for
 from topreward.backends.hf import ReferenceVideoCache
-from topreward.backends.prefix_sharing import VideoCache
-from topreward.backends.qwen_vl import family_for
-from topreward.backends.recurrent_sharing import RecurrentVideoCache
+from topreward.backends.recurrent_cache import RecurrentVideoCache
+from topreward.backends.video_cache import VideoCache
 from topreward.cli import main
 from topreward.tiny import EXTRA_ARCHS
 

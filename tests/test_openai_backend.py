@@ -25,9 +25,9 @@ import pytest
 from tests.conftest import colour_frames
 from tests.vllm_test_double import QWEN_IMAGE_MARKER, ServerTestDouble
 from topreward.backends.base import Generation, ModelVideo, Request
+from topreward.backends.config import BackendConfig
 from topreward.backends.openai_api import ImageURL, OpenAIServerBackend, ServerError
 from topreward.episode import as_episode
-from topreward.scorers.base import BackendConfig
 from topreward.scorers.registry import load_scorer
 from topreward.scorers.topreward import format_prompt
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from topreward.backends.hf import ModelVideo
-from topreward.backends.prefix_sharing import (
+from topreward.backends.video_cache import (
     build_layouts,
     encode_frame_pairs,
     group_pairs,

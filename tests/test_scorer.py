@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import topreward
-from topreward.scorers.base import split_options
+from topreward.scorers.registry import split_options
 from topreward.scorers.topreward import TOPRewardConfig, format_prompt
 
 from .conftest import colour_frames, load_backend

@@ -100,7 +100,7 @@ def test_lora_adapter_loads_over_its_base_only(tiny_model_dirs, manifest, tmp_pa
             AutoModelForImageTextToText.from_pretrained(model).state_dict().values(),
         )
     )
-    from topreward.scorers.base import BackendConfig
+    from topreward.backends.config import BackendConfig
 
     with pytest.raises(FileNotFoundError, match="not a LoRA adapter folder"):
         BackendConfig(model=str(model), adapter=str(tmp_path / "missing"))

@@ -7,7 +7,7 @@ import pytest
 
 from topreward.backends.base import Answer, ModelVideo, Request, require
 from topreward.backends.hf import ReferenceVideoCache
-from topreward.backends.prefix_sharing import VideoCache
+from topreward.backends.video_cache import VideoCache
 
 from .conftest import colour_frames
 

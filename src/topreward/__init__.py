@@ -5,10 +5,9 @@ result = scorer.score("episode.mp4", "put the pen into the cup")
 result.progress, result.frame_progress, result.success_score, result.dense_rewards
 """
 
-__version__ = "0.1.0"
-
-from topreward.episode import Episode  # noqa: E402
-from topreward.result import ScoreResult  # noqa: E402
-from topreward.scorers.registry import list_scorers, load_scorer  # noqa: E402
+from topreward._version import __version__
+from topreward.episode import Episode
+from topreward.result import ScoreResult
+from topreward.scorers.registry import list_scorers, load_scorer
 
 __all__ = ["Episode", "ScoreResult", "__version__", "list_scorers", "load_scorer"]

@@ -57,7 +57,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from topreward.sampling import check_choices, option
+from topreward.config import check_choices, option
 from topreward.worklog import read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -552,7 +552,7 @@ def fit_calibration(
         ValueError: NaN scores (naming the record), a single class, fewer than `min_episodes` episodes,
             or (rule "probability") a mapping that never crosses 0.5.
     """
-    from topreward import __version__
+    from topreward._version import __version__
     from topreward.metrics import roc_auc
 
     config = config or CalibrationConfig()

@@ -136,8 +136,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
 
 def _option_classes(method: str) -> tuple[type, ...]:
     """The dataclasses whose fields are a method's options: backend, sampling, the method's own."""
+    from topreward.backends.config import BackendConfig
     from topreward.sampling import SamplingConfig
-    from topreward.scorers.base import BackendConfig
     from topreward.scorers.registry import scorer_class
 
     return (BackendConfig, SamplingConfig, scorer_class(method).Config)
@@ -163,7 +163,7 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
     A local model folder's recommended options (`topreward_scoring.json`, e.g. the sampling a trained
     model expects) replace the defaults of the flags not written on the command line.
     """
-    from topreward.scorers.base import recommended_options
+    from topreward.scorers.registry import recommended_options
 
     options = {
         f.name: getattr(args, f.name) for cls in _option_classes(args.method) for f in dataclasses.fields(cls)
@@ -193,8 +193,8 @@ def _peek_method(argv: list[str]) -> str:
 # ---- subcommands ----------------------------------------------------------------------------------
 def _cmd_score(args: argparse.Namespace) -> int:
     from topreward.episode import as_episode
-    from topreward.scorers.base import check_instruction
     from topreward.scorers.registry import load_scorer
+    from topreward.task_text import check_instruction
 
     if args.quiet:
         _hush_libraries()
@@ -475,16 +475,16 @@ def _open_source_args(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_annotate(args: argparse.Namespace) -> int:
     import functools
 
-    from topreward.annotate import ScorerSpec, annotate, check_output
+    from topreward.annotate import annotate, check_output
     from topreward.datasets import open_source
     from topreward.provenance import describe_source
-    from topreward.scorers.registry import load_scorer
+    from topreward.scorers.registry import ScorerSpec, load_scorer
 
     _ray_only(args)
     if args.quiet:
         _hush_libraries()
     if args.into_dataset:  # asked for by name: LeRobot's default location inside the source dataset
-        from topreward.annotate import lerobot_progress_path
+        from topreward.annotate.progress_file import lerobot_progress_path
 
         args.out = str(lerobot_progress_path(args.source))
     calibration = _calibration_arg(args)
@@ -530,7 +530,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def _cmd_weights(args: argparse.Namespace) -> int:
-    from topreward.weights import write_weights
+    from topreward.annotate.weights import write_weights
 
     # `--beta` as typed: write_weights parses it and names it when it is neither 'auto' nor a number > 0
     print(f"wrote {write_weights(args.annotations, args.out, beta=args.beta, max_weight=args.max_weight)}")
@@ -541,7 +541,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from topreward.weights import rank_episodes
+    from topreward.annotate.weights import rank_episodes
 
     if args.top is not None and args.top < 1:
         raise ValueError(f"--top {args.top}: keep a whole number >= 1 of episodes (or leave --top out)")
@@ -578,7 +578,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
         if not args.print_episodes:
             print(f"wrote {len(kept)} episode indices (marked *) to {args.episodes_out}")
     if args.out:
-        from topreward import __version__
+        from topreward._version import __version__
 
         record = {
             "episodes": kept,  # LeRobot's --dataset.episodes
@@ -606,13 +606,10 @@ def _cmd_rank(args: argparse.Namespace) -> int:
 
 def _annotation_metadata(path: str) -> dict[str, Any]:
     """The `topreward` metadata of an annotation parquet (its schema only; the rows are not read)."""
-    import json
 
-    from topreward.annotate import _pyarrow
+    from topreward.annotate.progress_file import read_metadata
 
-    _, pq = _pyarrow()
-    raw = (pq.read_schema(path).metadata or {}).get(b"topreward")
-    return json.loads(raw) if raw else {}
+    return read_metadata(path)
 
 
 def _write_text(path: str, text: str) -> None:
@@ -626,13 +623,12 @@ def _write_text(path: str, text: str) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import functools
 
-    from topreward.annotate import ScorerSpec
     from topreward.bench import BenchConfig, BenchDataset, run_bench
     from topreward.bench.presets import preset
     from topreward.bench.report import text_table
     from topreward.bench.runner import check_out, dataset_names
     from topreward.datasets import open_source
-    from topreward.scorers.registry import load_scorer
+    from topreward.scorers.registry import ScorerSpec, load_scorer
 
     if args.quiet:
         _hush_libraries()
@@ -853,7 +849,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     """The whole command line; `method` decides which method's flags score/annotate/bench/tokens take."""
-    from topreward import __version__
+    from topreward._version import __version__
     from topreward.tiny import ALL_ARCHS
 
     parser = argparse.ArgumentParser(
@@ -1132,8 +1128,8 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     add_config_flags(p.add_argument_group("calibration options"), CalibrationConfig)
     p.set_defaults(func=_cmd_calibrate)
 
+    from topreward.backends.config import DEFAULT_MODEL
     from topreward.sampling import SamplingConfig
-    from topreward.scorers.base import DEFAULT_MODEL
     from topreward.train import HEADS, METHOD_OF
 
     p = command(

@@ -27,9 +27,12 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from topreward._version import __version__
+from topreward.backends.config import BackendConfig
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
@@ -119,50 +122,40 @@ def describe_episode(episode: Any) -> dict[str, Any]:
     return out
 
 
-def scorer_options(scorer: Any) -> dict[str, Any]:
-    """Every option of a loaded scorer or a `ScorerSpec`, flat (defaults filled in)."""
-    options = getattr(scorer, "options", None)
-    if options is None:
-        return {}
-    if callable(options):
-        return dict(options())
-    from topreward.scorers.base import split_options
-    from topreward.scorers.registry import scorer_class
+class Described(Protocol):
+    """What provenance asks of a scorer (a loaded `Scorer` or a `ScorerSpec`): a plain description."""
 
-    parts = split_options(scorer.name, scorer_class(scorer.name).Config, dict(options))
-    return {k: v for part in parts for k, v in asdict(part).items()}
-
-
-def _commit_of_loaded(backend: Any) -> str | None:
-    # transformers records the Hub commit a model was loaded from on its config
-    commit = getattr(getattr(getattr(backend, "model", None), "config", None), "_commit_hash", None)
-    return commit if isinstance(commit, str) and _COMMIT.fullmatch(commit) else None
+    def describe(self) -> dict[str, Any]:
+        """{"method": name, "config": every option, flat, "model": the backend's description (id, revision,
+        device, dtype, and "commit" when known; {} when no model is loaded here)}."""
 
 
 def provenance(
-    scorer: Any, source: dict[str, Any] | None = None, *, model: dict[str, Any] | None = None
+    scorer: Described, source: dict[str, Any] | None = None, *, model: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The provenance dict (see the module docstring) of results of `scorer` on `source`.
 
     Args:
-        scorer: a loaded scorer, a `topreward.annotate.ScorerSpec`, or any object with a `name`.
+        scorer: a loaded scorer or a `topreward.scorers.registry.ScorerSpec` (`describe()`); a stand-in
+            scorer of your own without `describe()` is recorded by its `name` alone.
         source: `describe_source(...)` or `describe_episode(...)`.
         model: the model description of a result (`ScoreResult.model`), for a scorer whose model was loaded
-            elsewhere (Ray workers); by default the scorer's backend is asked.
+            elsewhere (Ray workers); by default the scorer's own.
     """
-    from topreward import __version__
-
-    options = scorer_options(scorer)
-    backend = getattr(scorer, "backend", None)
-    described = dict(backend.describe()) if backend is not None and hasattr(backend, "describe") else {}
-    described.update(model or {})
+    describe = getattr(scorer, "describe", None)
+    run = describe() if callable(describe) else {"method": getattr(scorer, "name", "?")}
+    options = dict(run.get("config") or {})
+    described = {**(run.get("model") or {}), **(model or {})}
     model_id = described.get("id", options.get("model"))
+    commit = described.get("commit")
     return {
         "source": source or {},
-        "method": getattr(scorer, "name", "?"),
+        "method": run.get("method", "?"),
         "config": _plain(options),
         "model": model_identity(
-            model_id, described.get("revision", options.get("revision")), _commit_of_loaded(backend)
+            model_id,
+            described.get("revision", options.get("revision")),
+            commit if isinstance(commit, str) and _COMMIT.fullmatch(commit) else None,
         )
         if model_id is not None
         else {"id": None, "revision": None, "commit": None},
@@ -227,6 +220,4 @@ def check_settings(where: str | Path, old: dict[str, Any] | None, new: dict[str,
 def _backend_options() -> frozenset[str]:
     """Options of where and how the model runs (`BackendConfig`): not part of what a result is; the model
     id and revision enter the settings through `model`."""
-    from topreward.scorers.base import BackendConfig
-
     return frozenset(f.name for f in fields(BackendConfig))

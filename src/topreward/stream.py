@@ -2,11 +2,12 @@
 
 `session = scorer.stream(instruction, source_fps=30, every=15)` for any method, then per step
 `session.push(frame_or_frames)` and, whenever a reward is wanted, `session.score()`; `score_many(sessions)`
-scores several sessions (a vector env's) in shared forwards. Methods on the video cache (`topreward`,
-`ensemble`, `instruction`: `topreward.scorers.base.CacheScorer`) grow one cache (step 2 below); the
-LRM heads look at single frames, so their session only keeps the frames and each query asks the head
-about the newest one (`Scorer.compute_online`: `lrm-progress` and `lrm-completion` for the newest frame,
-`lrm-contrast` the newest frame against the previous query's, as LRM's online r_cont).
+scores several sessions (a vector env's) in shared forwards. A session talks to its method through two
+declared interfaces, nothing else: `OnlineMethod` (every method) and `CacheMethod` (methods on the video
+cache: `topreward`, `ensemble`, `instruction`, i.e. `topreward.scorers.base.CacheScorer`). Cache methods
+grow one cache (step 2 below); the LRM heads look at single frames, so their session only keeps the frames
+and each query asks the head about the newest one (`compute_online`: `lrm-progress` and `lrm-completion` for
+the newest frame, `lrm-contrast` the newest frame against the previous query's, as LRM's online r_cont).
 
 What the session does:
   1. **Frame choice.** It keeps every `every`-th frame it is pushed (pushed frame i is kept when
@@ -34,14 +35,48 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from topreward.backends.base import ModelVideo, appended
+from topreward.backends.base import ModelVideo, Request, VideoCacheLike, appended, scoring_mode
+from topreward.episode import validate_frames
 from topreward.rewards import minmax_progress
-from topreward.sampling import frame_size, resize_frames
-from topreward.scorers.base import check_task_text, clean_instruction, reserved_tokens
+from topreward.sampling import SamplingConfig, frame_size, resize_frames
+from topreward.task_text import check_task_text, clean_instruction, reserved_tokens
+
+
+class MethodValues(Protocol):
+    """A method's answer at its evaluation points (`topreward.scorers.base.MethodOutput`)."""
+
+    values: np.ndarray
+    signals: dict[str, Any]
+
+
+class OnlineMethod(Protocol):
+    """What a session asks of every scoring method (`topreward.scorers.base.Scorer`)."""
+
+    sampling: SamplingConfig  # the frame size of the first kept frame
+    backend: Any  # its `patch_factor` and `reserved_tokens`
+    config: Any  # its `eps` (running min-max)
+    backend_config: Any  # its `batch_size` (requests per packed forward in `score_many`)
+
+    def compute_online(
+        self, video: ModelVideo, instruction: str, point: int, previous: int | None
+    ) -> MethodValues: ...
+
+
+@runtime_checkable
+class CacheMethod(Protocol):
+    """A method whose queries are requests on one video cache (`topreward.scorers.base.CacheScorer`)."""
+
+    def text_before_video(self) -> str: ...
+
+    def video_cache(self, video: ModelVideo, before: str) -> VideoCacheLike: ...
+
+    def requests_for(self, instructions: list[str], points: list[int]) -> list[Request]: ...
+
+    def outputs_from(self, answers: list, instructions: list[str], points: list[int]) -> list[MethodValues]: ...
 
 
 @dataclass
@@ -69,7 +104,7 @@ class StreamSession:
     """One episode scored online; see the module docstring. Built by `Scorer.stream`."""
 
     def __init__(
-        self, scorer, instruction: str, *, source_fps: float, every: int = 1, max_frames: int = 256
+        self, scorer: OnlineMethod, instruction: str, *, source_fps: float, every: int = 1, max_frames: int = 256
     ) -> None:
         if not (isinstance(source_fps, (int, float)) and math.isfinite(source_fps) and source_fps > 0):
             raise ValueError(
@@ -86,7 +121,7 @@ class StreamSession:
         self.history: list[tuple[int, float]] = []  # (end_frame, value) of every score()
         self.closed = False
         self._cache = None  # a video cache (cache methods) or a plain ModelVideo (the others)
-        self._cached = hasattr(scorer, "compute_on_cache")
+        self._cached = isinstance(scorer, CacheMethod)
         self._queried: int | None = None  # prefix length of the previous query
         self._size: tuple[int, int] | None = None
         self._raw_shape: tuple[int, ...] | None = None
@@ -101,14 +136,10 @@ class StreamSession:
 
     def push(self, frames: Any) -> int:
         """Append one frame (H, W, 3) or several (n, H, W, 3), uint8 RGB; returns how many were kept."""
-        from topreward.scorers.base import scoring_mode
-
         with scoring_mode():
             return self._push(frames)
 
     def _push(self, frames: Any) -> int:
-        from topreward.episode import validate_frames
-
         if self.closed:
             raise ValueError("this stream session is closed; start a new one with scorer.stream(...)")
         arr = np.asarray(frames)
@@ -170,24 +201,39 @@ class StreamSession:
         self._rebuild(frames[keep], indices[keep])
 
     # ---- scores -------------------------------------------------------------------------------------
-    def _ready(self) -> int:
+    def ready(self) -> int:
+        """The prefix length a query scores now (every kept frame); error if closed or still empty."""
         if self.closed:
             raise ValueError("this stream session is closed; start a new one with scorer.stream(...)")
         if self._cache is None:
             raise ValueError("no frame yet: push at least one frame before score()")
         return self.video.num_frames
 
+    @property
+    def shared_cache(self) -> VideoCacheLike | None:
+        """The session's video cache when its requests can share packed forwards with other sessions'
+        (`score_many`), else None (a method without a cache, the reference path, a recurrent model)."""
+        if self._cached and self._cache is not None and self._cache.side_by_side:
+            return self._cache
+        return None
+
+    def requests(self) -> list[Request]:
+        """The requests of a query now, on `shared_cache` (a cache method's session)."""
+        return self.scorer.requests_for([self.instruction], [self.ready()])
+
+    def answer(self, answers: list) -> StreamScore:
+        """Record the answers to `requests()` as this session's newest score."""
+        return self._record(self.scorer.outputs_from(answers, [self.instruction], [self.video.num_frames])[0])
+
     def score(self) -> StreamScore:
         """The method's value for the prefix of every kept frame, and the running progress."""
-        from topreward.scorers.base import scoring_mode
-
-        n = self._ready()
+        n = self.ready()
         with scoring_mode():
             if self._cached:
-                return self._record(self.scorer.compute_on_cache(self._cache, [self.instruction], [n])[0])
+                return self.answer(self._cache.score(self.requests()))
             return self._record(self.scorer.compute_online(self._cache, self.instruction, n, self._queried))
 
-    def _record(self, out) -> StreamScore:
+    def _record(self, out: MethodValues) -> StreamScore:
         self._queried = self.video.num_frames
         value = float(np.asarray(out.values)[-1])
         end = int(self.video.source_indices[-1])
@@ -211,26 +257,22 @@ def score_many(sessions: list[StreamSession]) -> list[StreamScore]:
     """Score several sessions' newest prefixes together: their requests share packed forwards.
 
     For the sub-environments of a vector env, say: one forward per `batch_size` requests instead of one per
-    session, each request seeing only its own session's cache (`prefix_sharing.score_on_caches`). Equal to
-    `[s.score() for s in sessions]`. Sessions on the reference path are scored one by one.
+    session, each request seeing only its own session's cache (`video_cache.score_on_caches`). Equal to
+    `[s.score() for s in sessions]`. Sessions without a shareable cache are scored one by one.
     """
-    from topreward.backends.prefix_sharing import VideoCache, score_on_caches
-    from topreward.scorers.base import scoring_mode
+    from topreward.backends.video_cache import score_on_caches
 
     if not sessions:
         return []
-    sizes = [s._ready() for s in sessions]
-    shared = [i for i, s in enumerate(sessions) if isinstance(s._cache, VideoCache) and s._cache.side_by_side]
+    for s in sessions:
+        s.ready()
+    shared = [i for i, s in enumerate(sessions) if s.shared_cache is not None]
     results = {i: s.score() for i, s in enumerate(sessions) if i not in shared}
     if shared:
-        jobs = [
-            (sessions[i]._cache, sessions[i].scorer.requests_for([sessions[i].instruction], [sizes[i]]))
-            for i in shared
-        ]
+        jobs = [(sessions[i].shared_cache, sessions[i].requests()) for i in shared]
         batch = max(sessions[i].scorer.backend_config.batch_size for i in shared)
         with scoring_mode():
             answered = score_on_caches(jobs, batch_size=batch)
         for i, answers in zip(shared, answered):
-            s = sessions[i]
-            results[i] = s._record(s.scorer.outputs_from(answers, [s.instruction], [sizes[i]])[0])
+            results[i] = sessions[i].answer(answers)
     return [results[i] for i in range(len(sessions))]

@@ -31,11 +31,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from topreward.backends.base import Request
+from topreward.backends.base import Request, scoring_mode
 from topreward.episode import Episode
 from topreward.metrics import roc_auc
-from topreward.scorers.base import check_instruction, reserved_tokens, scoring_mode
 from topreward.scorers.topreward import format_prompt
+from topreward.task_text import check_instruction, reserved_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def answer_token_study(
         extra = [t for t in map(int, order[: top_vocab + len(taken)]) if t not in taken][:top_vocab]
         rows += [_token_row(_token_text(backend, tid), tid, vocab[:, tid], y, "vocab") for tid in extra]
     rows.sort(key=lambda r: (-r.separation if np.isfinite(r.separation) else np.inf, -abs(r.gap)))
-    from topreward import __version__
+    from topreward._version import __version__
 
     return TokenStudy(
         rows=rows,

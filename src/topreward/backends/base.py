@@ -179,9 +179,14 @@ def check_parts(parts: list) -> None:
 
 
 class VideoCacheLike(Protocol):
-    """A video held by a backend, answering many requests: `score(requests)`, `extend(frames)`."""
+    """A video held by a backend, answering many requests: `score(requests)`, `extend(frames)`.
+
+    `side_by_side`: whether `topreward.backends.video_cache.score_on_caches` may pack this cache's requests
+    beside other caches' in one forward.
+    """
 
     video: ModelVideo
+    side_by_side: bool
 
     def score(self, requests: list[Request]) -> list[Answer]: ...
 
@@ -221,6 +226,9 @@ class Backend(Protocol):
     def describe(self) -> dict[str, Any]:
         """Model id, revision, family, dtype, device: recorded in every result."""
 
+    # A backend class is also built from options: `from_config(BackendConfig) -> backend` and
+    # `config_patch_factor(BackendConfig) -> int` (classmethods; `topreward.backends.config`).
+
 
 BACKENDS_WITH: dict[str, tuple[str, ...]] = {
     LOG_PROBS: ("transformers", "openai"),
@@ -228,6 +236,14 @@ BACKENDS_WITH: dict[str, tuple[str, ...]] = {
     GENERATION: ("transformers", "openai", "gemini"),
     MULTI_IMAGE: ("transformers", "openai", "gemini"),
 }
+
+
+def scoring_mode():
+    """No autograd while scoring. The engine bakes none in, so that training can take gradients through
+    the model; the scorer and the stream apply this around their model calls."""
+    import torch
+
+    return torch.inference_mode()
 
 
 def require(backend: Any, needed: frozenset[str] | set[str], method: str) -> None:

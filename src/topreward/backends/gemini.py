@@ -34,14 +34,17 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from topreward.backends.base import GENERATION, MULTI_IMAGE, Generation, ModelVideo, check_parts, cut_at_stop
+from topreward.backends.remote import Secret, Transient, key_from_env, with_retries
+from topreward.extras import optional
+
+if TYPE_CHECKING:
+    from topreward.backends.config import BackendConfig
 
 logger = logging.getLogger(__name__)
 
@@ -64,44 +67,22 @@ class GeminiError(RuntimeError):
         self.model, self.code, self.status = model, code, status
 
 
-class _Secret:
-    """Holds the API key so that a repr, str or format of it (or of `vars(backend)`) shows no key."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-    def redact(self, text: str) -> str:
-        return text.replace(self.value, "[redacted]") if self.value else text
-
-
 def _import_genai():
-    try:
-        from google import genai
-        from google.genai import errors, types
-    except ImportError as e:
-        raise ImportError(
-            "the Gemini backend needs the google-genai SDK: pip install 'topreward[gemini]'"
-        ) from e
-    return genai, types, errors
+    genai = optional("google.genai", "gemini", "the Gemini backend")
+    return genai, optional("google.genai.types", "gemini", "the Gemini backend"), optional(
+        "google.genai.errors", "gemini", "the Gemini backend"
+    )
 
 
 def api_key_from_env() -> str:
     """The Gemini API key from `GOOGLE_API_KEY` or `GEMINI_API_KEY`; error naming both if neither is set."""
-    for name in ENV_KEYS:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    raise ValueError(
-        "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment; "
-        "create a key at https://aistudio.google.com/apikey"
-    )
+    key = key_from_env(ENV_KEYS)
+    if key is None:
+        raise ValueError(
+            "no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment; "
+            "create a key at https://aistudio.google.com/apikey"
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -209,7 +190,7 @@ class GeminiBackend:
                 f"name, e.g. model={DEFAULT_GEMINI_MODEL!r}"
             )
         genai, self._types, self._errors = _import_genai()
-        self._key = _Secret(api_key_from_env())
+        self._key = Secret(api_key_from_env())
         self.model_id = model.removeprefix("models/")
         self.timeout, self.retries, self.backoff = float(timeout), retries, float(backoff)
         self.image_format, self.jpeg_quality, self.thinking_budget = (
@@ -223,6 +204,14 @@ class GeminiBackend:
         )
         # vertexai=False: an environment meant for Vertex AI must not reroute these calls
         self._client = genai.Client(api_key=self._key.value, vertexai=False, http_options=http_options)
+
+    @classmethod
+    def from_config(cls, config: BackendConfig) -> GeminiBackend:
+        return cls(config.model, base_url=config.url, timeout=config.timeout, retries=config.retries)
+
+    @classmethod
+    def config_patch_factor(cls, config: BackendConfig) -> int:
+        return cls.patch_factor
 
     def __repr__(self) -> str:
         return f"GeminiBackend(model={self.model_id!r}, timeout={self.timeout}, retries={self.retries})"
@@ -351,10 +340,13 @@ class GeminiBackend:
     def _send(self, contents: list, config: Any):
         """generate_content with bounded retries; errors name the model and status, never the key."""
         transient = _transient_errors()
-        attempts = self.retries + 1
-        for attempt in range(1, attempts + 1):
-            # the failure is raised outside the `except` block, so the SDK's exception (whose text may echo
-            # the key) is not chained into the traceback
+        last: dict[str, Any] = {}
+        tries = [0]
+
+        def attempt():
+            tries[0] += 1
+            # failures are raised outside the `except` blocks, so the SDK's exception (whose text may echo
+            # the key) is never chained into a traceback
             try:
                 return self._client.models.generate_content(
                     model=self.model_id, contents=contents, config=config
@@ -368,25 +360,28 @@ class GeminiBackend:
                 detail = self._key.redact(str(e))[:500]
                 retry = True
             what = f"HTTP {code} {status or ''}".strip() if code is not None else f"no answer ({status})"
-            if not retry or attempt == attempts:
-                tried = f" after {attempt} attempts" if attempt > 1 else ""
-                raise GeminiError(
-                    f"Gemini model {self.model_id!r}: {what}{tried}: {detail}{_hint(code)}",
-                    model=self.model_id,
-                    code=code,
-                    status=status,
-                )
-            delay = min(MAX_BACKOFF_S, self.backoff * 2 ** (attempt - 1))
-            logger.warning(
-                "Gemini model %s: %s (attempt %d of %d); retrying in %.1f s",
-                self.model_id,
-                what,
-                attempt,
-                attempts,
-                delay,
-            )
-            time.sleep(delay)
-        raise RuntimeError("unreachable: every attempt returns or raises")
+            last.update(code=code, status=status, what=what, detail=detail)
+            if retry:
+                raise Transient(what)
+            raise self._error(tries[0], **last)
+
+        return with_retries(
+            attempt,
+            retries=self.retries,
+            backoff=self.backoff,
+            max_backoff=MAX_BACKOFF_S,
+            give_up=lambda reason, attempts: self._error(attempts, **last),
+            what=f"Gemini model {self.model_id}",
+        )
+
+    def _error(self, attempts: int, *, code=None, status=None, what="", detail="") -> GeminiError:
+        tried = f" after {attempts} attempts" if attempts > 1 else ""
+        return GeminiError(
+            f"Gemini model {self.model_id!r}: {what}{tried}: {detail}{_hint(code)}",
+            model=self.model_id,
+            code=code,
+            status=status,
+        )
 
     def _answer(self, response: Any, generation: Generation, top: int | None) -> GeminiAnswer:
         candidates = response.candidates or []

@@ -3,12 +3,12 @@
 Two paths answer the same requests with the same numbers:
   * `path="reference"`: `ReferenceVideoCache`, one ordinary forward per request through the model's own
     processor — the definition, kept simple so it can be trusted.
-  * `path="fast"` (default): `VideoCache` (`topreward.backends.prefix_sharing`): the vision encoder runs
+  * `path="fast"` (default): `VideoCache` (`topreward.backends.video_cache`): the vision encoder runs
     once per frame pair, the language model once over the video's tokens, and the requests are packed on
     top of that shared cache.
-Tests hold them equal to 1e-4 in float32. The fast path is the family's (`qwen_vl.QwenVLFamily.fast_path`):
+Tests hold them equal to 1e-4 in float32. The fast path is the family's (`families.QwenVLFamily.fast_path`):
 packed requests on one KV cache (Qwen3-VL, Qwen2.5-VL), per-request recurrent-state snapshots
-(`recurrent_sharing`, Qwen3.5), or none (Molmo2: "fast" answers on the reference path, see its family).
+(`recurrent_cache`, Qwen3.5), or none (Molmo2: "fast" answers on the reference path, see its family).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -35,9 +35,12 @@ from topreward.backends.base import (
     check_parts,
     cut_at_stop,
 )
-from topreward.backends.prefix_sharing import TextTokens
-from topreward.backends.qwen_vl import QwenVLFamily, family_for, frame_grid
+from topreward.backends.families import QwenVLFamily, family_for, frame_grid
+from topreward.backends.video_cache import TextTokens
 from topreward.prompts import PromptStyle
+
+if TYPE_CHECKING:
+    from topreward.backends.config import BackendConfig
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +172,12 @@ class HFBackend:
             ) from e
         self.adapter = None
         if adapter:  # a LoRA adapter from `topreward train`, merged in: scored like a full model
-            from topreward.train.loop import load_adapter
+            from topreward.backends.adapters import load_adapter
 
             model_obj = load_adapter(model_obj, adapter, self.model_id)
             self.adapter = str(Path(adapter).expanduser().resolve())
         self.model = model_obj.to(self.device)
-        # task text may not hold these (`topreward.scorers.base.check_task_text`): the tokenizer would
+        # task text may not hold these (`topreward.task_text.check_task_text`): the tokenizer would
         # read them as control tokens, not as text
         self.reserved_tokens = tuple(
             sorted(
@@ -195,6 +198,24 @@ class HFBackend:
                 self.family.name,
                 self.family.no_fast_path_reason,
             )
+
+    @classmethod
+    def from_config(cls, config: BackendConfig) -> HFBackend:
+        c = config
+        return cls(
+            c.model,
+            revision=c.revision,
+            device=c.device,
+            dtype=c.dtype,
+            attn_implementation=c.attn_implementation,
+            path=c.path,
+            batch_size=c.batch_size,
+            adapter=c.adapter,
+        )
+
+    @classmethod
+    def config_patch_factor(cls, config: BackendConfig) -> int:
+        return cls.frame_patch_factor(config.model, config.revision)
 
     @staticmethod
     def frame_patch_factor(model: str, revision: str | None = None) -> int:
@@ -239,13 +260,14 @@ class HFBackend:
         if style == "raw":
             return PromptText("", prompt)
         if style == "authors":
-            return PromptText("<|im_start|>user\n", prompt)
+            return PromptText(self.family.user_turn, prompt)
         if style == "chat":
-            before, after = self._chat_split([{"type": "video"}, {"type": "text", "text": prompt}])
+            before, after = self.chat_split([{"type": "video"}, {"type": "text", "text": prompt}])
             return PromptText(before, after)
         raise ValueError(f"unknown prompt_style {style!r}; choose 'raw', 'authors' or 'chat'")
 
-    def _chat_split(self, content: list[dict]) -> tuple[str, str]:
+    def chat_split(self, content: list[dict]) -> tuple[str, str]:
+        """The chat template of one user turn of `content` (one video), split at the video: (before, after)."""
         messages = [{"role": "user", "content": content}]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         marker = self.family.chat_video_marker
@@ -321,7 +343,7 @@ class HFBackend:
         upcast: bool = True,
     ) -> np.ndarray:
         """Log-probs at the position that predicts the last token of [before, video, after]: that token's,
-        then those of the `extra` ids — one plain forward (the peer pipelines of `topreward.conventions`).
+        then those of the `extra` ids — one plain forward (the peer pipelines of `topreward.scorers.conventions`).
 
         `frames` (T, h, w, 3) are at their final size, uint8 or float in [0, 255] (no resizing or frame
         sampling by the processor); `fps` and `indices` are the video metadata the processor turns into
@@ -364,10 +386,10 @@ class HFBackend:
         if path == "reference" or self.family.fast_path is None:
             return ReferenceVideoCache(self, video, before)
         if self.family.fast_path == "recurrent":
-            from topreward.backends.recurrent_sharing import RecurrentVideoCache
+            from topreward.backends.recurrent_cache import RecurrentVideoCache
 
             return RecurrentVideoCache(self, video, before, batch_size=batch_size or self.batch_size)
-        from topreward.backends.prefix_sharing import VideoCache
+        from topreward.backends.video_cache import VideoCache
 
         return VideoCache(self, video, before, batch_size=batch_size or self.batch_size)
 
@@ -386,7 +408,7 @@ class HFBackend:
         token_ids: list[int],
         batch_size: int = 8,
     ) -> np.ndarray:
-        """Prefix-shared scoring; same numbers as `reference_log_probs` (see `prefix_sharing`)."""
+        """Prefix-shared scoring; same numbers as `reference_log_probs` (see `video_cache`)."""
         cache = self.video_cache(video, prompt.before, path="fast", batch_size=batch_size)
         return _stack(cache.score([Request(k, prompt.after, tuple(token_ids)) for k in prefixes]))
 
@@ -461,7 +483,7 @@ class HFBackend:
         """Answers to requests whose `text` follows `prompt`, a text with one image marker per image.
 
         `path="fast"`: the prompt (images included) runs once and keeps its KV cache; the requests' texts
-        are packed on top of it (`prefix_sharing.score_on_cache`), `batch_size` at a time. `"reference"`:
+        are packed on top of it (`video_cache.score_on_cache`), `batch_size` at a time. `"reference"`:
         one plain forward of prompt + text per request. `Request.prefix` is not used here. Families whose
         cache is not plain keys and values (Qwen3.5's recurrent layers, Molmo2) answer on the reference path.
         """
@@ -479,7 +501,7 @@ class HFBackend:
     def _image_log_probs_shared(
         self, prompt: str, images: list[np.ndarray], requests: list[Request], batch_size: int
     ) -> list[Answer]:
-        from topreward.backends.prefix_sharing import Piece, score_on_cache
+        from topreward.backends.video_cache import Piece, score_on_cache
 
         inputs = self.processor(text=[prompt], images=list(images), return_tensors="pt", do_resize=False)
         ids = inputs["input_ids"][0]
@@ -509,6 +531,8 @@ class HFBackend:
 
 class ReferenceVideoCache:
     """The definition: every request is one plain forward of [before, frames 1..k, text] through the processor."""
+
+    side_by_side = False
 
     def __init__(self, backend: HFBackend, video: ModelVideo, before: str) -> None:
         self.backend, self.before = backend, before

@@ -45,15 +45,13 @@ import http.client
 import io
 import json
 import logging
-import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -68,6 +66,11 @@ from topreward.backends.base import (
     appended,
     cut_at_stop,
 )
+from topreward.backends.families import QWEN_IMAGE_MARKER, QWEN_USER_TURN  # SGLang's /generate takes text
+from topreward.backends.remote import Secret, Transient, key_from_env, with_retries
+
+if TYPE_CHECKING:
+    from topreward.backends.config import BackendConfig
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +82,6 @@ ENV_KEYS = ("TOPREWARD_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
 DEFAULT_PATCH_FACTOR = 32  # Qwen3-VL: 16-pixel patches merged 2x2 (Qwen2.5-VL: 28)
-#: what a Qwen-VL prompt text holds for one image (SGLang's native /generate takes text, not messages)
-QWEN_IMAGE_MARKER = "<|vision_start|><|image_pad|><|vision_end|>"
 #: `ServerPrompt.before` of the vLLM styles: the server's chat template writes what precedes the frames
 OPEN_USER_TURN = "<chat template: user turn, left open>"
 CHAT_TURN = "<chat template: user turn, then the generation prompt>"
@@ -114,27 +115,9 @@ class ServerPrompt:
     after: str
 
 
-class _Secret:
-    """Holds the API key; its repr never shows it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str | None) -> None:
-        self.value = value or None
-
-    def __repr__(self) -> str:
-        return "<api key>" if self.value else "<no api key>"
-
-    def redact(self, text: str) -> str:
-        return text.replace(self.value, "<api key>") if self.value else text
-
-
 def api_key_from_env() -> str | None:
     """`TOPREWARD_API_KEY`, else `OPENAI_API_KEY`, else None (local servers usually need none)."""
-    for name in ENV_KEYS:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+    return key_from_env(ENV_KEYS)
 
 
 def _safe_url(url: str) -> str:
@@ -220,9 +203,27 @@ class OpenAIServerBackend:
         self.timeout, self.retries, self.concurrency = float(timeout), retries, concurrency
         self.patch_factor = patch_factor
         self.backoff = float(backoff)
-        self._key = _Secret(api_key if api_key is not None else api_key_from_env())
+        self._key = Secret(api_key if api_key is not None else api_key_from_env())
         self._token_ids: dict[str, list[int]] = {}
         self.capabilities = frozenset({LOG_PROBS, GENERATION, MULTI_IMAGE})
+
+    @classmethod
+    def from_config(cls, config: BackendConfig) -> OpenAIServerBackend:
+        c = config
+        return cls(
+            c.model,
+            url=str(c.url),
+            server=c.server,
+            revision=c.revision,
+            timeout=c.timeout,
+            retries=c.retries,
+            concurrency=c.concurrency,
+            patch_factor=c.server_patch_factor,
+        )
+
+    @classmethod
+    def config_patch_factor(cls, config: BackendConfig) -> int:
+        return config.server_patch_factor  # no model files here: the documented default or the option
 
     def __repr__(self) -> str:
         return f"OpenAIServerBackend(model={self.model_id!r}, url={self.base_url!r}, server={self.server!r})"
@@ -244,11 +245,8 @@ class OpenAIServerBackend:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key.value:
             headers["Authorization"] = f"Bearer {self._key.value}"
-        attempts = self.retries + 1
-        last = ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF_S))
+
+        def attempt() -> Any:
             try:
                 request = urllib.request.Request(url, data=data, headers=headers, method="POST")
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -257,26 +255,36 @@ class OpenAIServerBackend:
                 message = f"{url} answered HTTP {e.code} {e.reason}: {self._detail(e)}"
                 if e.code not in RETRY_STATUS:
                     raise ServerError(message, url=url, status=e.code) from None
-                last = message
+                raise Transient(message) from None
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as e:
                 reason = getattr(e, "reason", None) or e
                 if isinstance(reason, TimeoutError):
-                    last = f"no answer from {url} within the timeout of {self.timeout:g} s"
-                else:
-                    last = f"no answer from {url} ({self._key.redact(str(reason))})"
-            else:
-                try:
-                    answer = json.loads(raw)
-                    if not isinstance(answer, dict):
-                        raise _BadAnswer(f"a JSON {type(answer).__name__}, not an object")
-                    return parse(answer)
-                except (ValueError, KeyError, IndexError, TypeError) as e:
-                    last = f"{url} answered something that is not the expected JSON ({e}): {raw[:200]!r}"
-            logger.warning("attempt %d/%d failed: %s", attempt + 1, attempts, last)
-        raise ServerError(
-            f"{last} — gave up after {attempts} attempt(s); check that the server at {self.base_url} is up "
-            "and serves this model, or raise `timeout` / `retries`",
-            url=url,
+                    raise Transient(f"no answer from {url} within the timeout of {self.timeout:g} s") from None
+                raise Transient(f"no answer from {url} ({self._key.redact(str(reason))})") from None
+            try:
+                answer = json.loads(raw)
+                if not isinstance(answer, dict):
+                    raise _BadAnswer(f"a JSON {type(answer).__name__}, not an object")
+                return parse(answer)
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                raise Transient(
+                    f"{url} answered something that is not the expected JSON ({e}): {raw[:200]!r}"
+                ) from None
+
+        def give_up(last: str, attempts: int) -> ServerError:
+            return ServerError(
+                f"{last} — gave up after {attempts} attempt(s); check that the server at {self.base_url} is "
+                "up and serves this model, or raise `timeout` / `retries`",
+                url=url,
+            )
+
+        return with_retries(
+            attempt,
+            retries=self.retries,
+            backoff=self.backoff,
+            max_backoff=MAX_BACKOFF_S,
+            give_up=give_up,
+            what=f"POST {url}",
         )
 
     def _detail(self, error: urllib.error.HTTPError) -> str:
@@ -343,7 +351,7 @@ class OpenAIServerBackend:
             if style == "raw":
                 return ServerPrompt("", prompt)
             if style == "authors":
-                return ServerPrompt("<|im_start|>user\n", prompt)
+                return ServerPrompt(QWEN_USER_TURN, prompt)
             if style == "chat":
                 raise ValueError(
                     "prompt_style='chat' needs the model's chat template, which SGLang's native /generate does "
@@ -465,6 +473,8 @@ def _image_part(frame: np.ndarray, uid: str | None = None, url: str | None = Non
 
 class ServerVideoCache:
     """A video on a server: each request sends frames 1..prefix as images (encoded once, stable ids)."""
+
+    side_by_side = False
 
     def __init__(self, backend: OpenAIServerBackend, video: ModelVideo, before: str) -> None:
         self.backend, self.before = backend, before

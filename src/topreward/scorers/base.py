@@ -15,142 +15,24 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
-from topreward.backends.base import LOG_PROBS, ModelVideo, require
+from topreward._version import __version__
+from topreward.backends.base import LOG_PROBS, ModelVideo, require, scoring_mode
+from topreward.backends.config import BackendConfig
+from topreward.config import check_choices, check_types, option
 from topreward.episode import Episode, as_episode
+from topreward.provenance import describe_episode, provenance
 from topreward.result import ScoreResult
 from topreward.rewards import dense_rewards, frame_progress, minmax_progress, success_score
-from topreward.sampling import (
-    FramePreparer,
-    SamplingConfig,
-    check_choices,
-    check_types,
-    option,
-    prefix_lengths,
-)
+from topreward.sampling import FramePreparer, SamplingConfig, prefix_lengths
+from topreward.task_text import check_instruction, reserved_tokens
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
-BACKENDS = ("transformers", "gemini", "openai")
-
-
-@dataclass
-class BackendConfig:
-    """Where and how the model runs."""
-
-    backend: str = option("transformers", "where the model runs", choices=BACKENDS)
-    model: str = option(
-        DEFAULT_MODEL,
-        "transformers: Hub id or local folder (Qwen3-VL, Qwen2.5-VL, Qwen3.5, Molmo2); openai: the served "
-        "model name; gemini: e.g. gemini-2.5-flash",
-    )
-    revision: str | None = option(None, "model revision (branch, tag or commit)")
-    adapter: str | None = option(
-        None, "transformers: a LoRA adapter folder (`topreward train`) merged into --model"
-    )
-    device: str | None = option(None, "cuda, cuda:1, cpu (default: cuda if available)")
-    dtype: str | None = option(None, "bfloat16, float16 or float32 (default: bf16 on cuda, fp32 on cpu)")
-    path: Literal["fast", "reference"] = option(
-        "fast",
-        "fast (shared video cache) or reference (one forward per request)",
-        choices=("fast", "reference"),
-    )
-    batch_size: int = option(8, "requests per packed forward on the fast path (memory knob)")
-    attn_implementation: str = option("sdpa", "sdpa or eager", choices=("sdpa", "eager"))
-    # remote backends (README "Serving"); the API key comes from the environment, never from an option
-    url: str | None = option(
-        None,
-        "base URL of the server: an OpenAI-compatible one (backend openai, e.g. http://localhost:8000) or "
-        "another Gemini API endpoint (backend gemini); keep credentials out of it (it is recorded)",
-    )
-    server: Literal["vllm", "sglang"] = option(
-        "vllm",
-        "backend openai: log-prob request format, vllm (chat completions) or sglang (native /generate)",
-        choices=("vllm", "sglang"),
-    )
-    timeout: float = option(120.0, "remote backends: seconds per HTTP request")
-    retries: int = option(3, "remote backends: retries of a failed request (down, slow, 5xx), with back-off")
-    concurrency: int = option(8, "remote backends: requests in flight at once")
-    server_patch_factor: int = option(
-        32, "backend openai: frame sides are rounded to multiples of this (Qwen3-VL 32, Qwen2.5-VL 28)"
-    )
-
-    def __post_init__(self) -> None:
-        check_types(self)
-        check_choices(self)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not (isinstance(self.timeout, (int, float)) and 0 < self.timeout < float("inf")):
-            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
-        for name, low in (("retries", 0), ("concurrency", 1), ("server_patch_factor", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.adapter is not None:  # checked before any model is loaded
-            from pathlib import Path
-
-            if self.backend != "transformers":
-                raise ValueError(f"adapter= applies to backend='transformers' only, not {self.backend!r}")
-            if not (Path(str(self.adapter)).expanduser() / "adapter_config.json").is_file():
-                raise FileNotFoundError(
-                    f"adapter {self.adapter} is not a LoRA adapter folder (no adapter_config.json); pass the "
-                    "`final` (or a checkpoint) folder written by `topreward train --lora yes`"
-                )
-        if self.backend == "openai" and not self.url:
-            raise ValueError(
-                "backend='openai' needs the server's base URL: url='http://localhost:8000' (--url); "
-                "see the README's Serving section"
-            )
-
-    def load(self):
-        if self.backend == "openai":
-            from topreward.backends.openai_api import OpenAIServerBackend
-
-            return OpenAIServerBackend(
-                self.model,
-                url=str(self.url),
-                server=self.server,
-                revision=self.revision,
-                timeout=self.timeout,
-                retries=self.retries,
-                concurrency=self.concurrency,
-                patch_factor=self.server_patch_factor,
-            )
-        if self.backend == "gemini":
-            from topreward.backends.gemini import GeminiBackend
-
-            return GeminiBackend(self.model, base_url=self.url, timeout=self.timeout, retries=self.retries)
-        from topreward.backends.hf import HFBackend
-
-        return HFBackend(
-            self.model,
-            revision=self.revision,
-            device=self.device,
-            dtype=self.dtype,
-            attn_implementation=self.attn_implementation,
-            path=self.path,
-            batch_size=self.batch_size,
-            adapter=self.adapter,
-        )
-
-    def patch_factor(self) -> int:
-        if self.backend == "openai":
-            return self.server_patch_factor  # no model files here: the documented default or the option
-        if self.backend == "gemini":
-            from topreward.backends.gemini import GeminiBackend
-
-            return GeminiBackend.patch_factor
-        from topreward.backends.hf import HFBackend
-
-        return HFBackend.frame_patch_factor(self.model, self.revision)
-
 
 @dataclass
 class MethodConfig:
@@ -172,49 +54,6 @@ class MethodConfig:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.eps < 0:
             raise ValueError(f"eps must be >= 0, got {self.eps}")
-
-
-CONFIG_PARTS: tuple[type, ...] = (BackendConfig, SamplingConfig)
-
-#: A model folder's recommended scoring options (written by `topreward train` / the demo model's script).
-SCORING_FILE = "topreward_scoring.json"
-
-
-def recommended_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The options saved beside the local `model` and `adapter` of `options` (`SCORING_FILE`, e.g. the
-    sampling it was trained with); the adapter's win."""
-    import json
-    from pathlib import Path
-
-    saved: dict[str, Any] = {}
-    for folder in (options.get("model"), options.get("adapter")):
-        path = Path(str(folder)).expanduser() / SCORING_FILE if folder else None
-        if path is None or not path.is_file():
-            continue
-        try:
-            found = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON ({e}); fix or delete it") from e
-        if not isinstance(found, dict):
-            raise ValueError(f'{path} must hold a JSON object of scoring options, e.g. {{"fps": 4.0}}')
-        if isinstance(found.get("size"), list):
-            found["size"] = tuple(found["size"])
-        saved.update(found)
-    return saved
-
-
-def option_names(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]
-
-
-def split_options(method: str, config_cls: type, options: dict[str, Any]) -> tuple[Any, ...]:
-    """Flat options -> (BackendConfig, SamplingConfig, method config); unknown names list the valid ones."""
-    parts = (*CONFIG_PARTS, config_cls)
-    valid = [n for cls in parts for n in option_names(cls)]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise TypeError(f"{method}: unknown option(s) {unknown}; valid: {sorted(valid)}")
-    return tuple(cls(**{k: v for k, v in options.items() if k in option_names(cls)}) for cls in parts)
 
 
 @dataclass
@@ -321,6 +160,15 @@ class Scorer:
         """All options, flat (backend, sampling, method): the `config` of every result."""
         return {**asdict(self.backend_config), **asdict(self.sampling), **asdict(self.config)}
 
+    def describe(self) -> dict[str, Any]:
+        """What results are computed with (`topreward.provenance`): the method, every option, and the model
+        as the backend describes it (with the Hub commit transformers loaded, when it says)."""
+        model = dict(self.backend.describe())
+        commit = getattr(getattr(getattr(self.backend, "model", None), "config", None), "_commit_hash", None)
+        if isinstance(commit, str):
+            model["commit"] = commit
+        return {"method": self.name, "config": self.options(), "model": model}
+
     # ---- score() once for every method ----------------------------------------------------------
     def score(self, video: Any, instruction: str | None = None, *, fps: float | None = None) -> ScoreResult:
         """Score one episode.
@@ -395,90 +243,17 @@ class Scorer:
             dense_rewards=dense_rewards(per_frame, cfg.reward_scale, cfg.reward_max),
             config=self.options(),
             model=model,
-            version=_version(),
+            version=__version__,
             timings={"decode_s": decode_s, "model_s": model_s, "total_s": decode_s + model_s},
             source=episode.source,
             episode_id=episode.episode_id,
             signals=out.signals,
-            provenance=_provenance(self, episode),
+            provenance=provenance(self, describe_episode(episode)),
         )
-
-
-def _provenance(scorer: Scorer, episode: Episode) -> dict[str, Any]:
-    from topreward.provenance import describe_episode, provenance
-
-    return provenance(scorer, describe_episode(episode))
-
-
-def _version() -> str:
-    from topreward import __version__
-
-    return __version__
-
-
-# the chat markup of Qwen-style tokenizers (<|im_start|>, <|im_end|>, <|video_pad|>, ...), whatever the backend
-_CONTROL_TOKEN = re.compile(r"<\|[^<>|\s]{1,40}\|>")
-
-
-def reserved_tokens(backend: Any) -> tuple[str, ...]:
-    """The control tokens of a backend's tokenizer that task text may not contain (`backend.reserved_tokens`,
-    e.g. the chat and vision markers of a transformers model; none for a backend that does not say)."""
-    return tuple(getattr(backend, "reserved_tokens", ()) or ())
-
-
-def check_task_text(text: str, reserved: tuple[str, ...] = (), where: str | None = None) -> str:
-    """`text` if it can be task text: it has a letter or digit, and holds no control token.
-
-    Task text is data, never control: a `<|im_end|>` in it would close the user's turn, a `<|video_pad|>`
-    would claim video features that do not exist. Such text is refused here, for every method, path and
-    backend, rather than tokenised differently by each.
-    """
-    at = f"{where}: " if where else ""
-    if not any(ch.isalnum() for ch in text):
-        raise ValueError(
-            f"{at}instruction {text!r} has no letter or digit; pass the task text, e.g. 'put the pen into the cup'"
-        )
-    found = sorted({t for t in reserved if t in text} | set(_CONTROL_TOKEN.findall(text)))
-    if found:
-        raise ValueError(
-            f"{at}instruction {text!r} contains {', '.join(found)}: control token(s) of the model's prompt "
-            "format, which task text may not hold (it is data, never control); remove them"
-        )
-    return text
-
-
-def scoring_mode():
-    """No autograd while scoring. The engine (`topreward.backends`) bakes none in, so that training can
-    take gradients through the model; the scorer (and the stream) apply this around their model calls."""
-    import torch
-
-    return torch.inference_mode()
-
-
-def check_instruction(episode: Episode, text: str | None = None, reserved: tuple[str, ...] = ()) -> str:
-    """The instruction to score (`text`, else the episode's own); error if there is none or it cannot be
-    task text (`check_task_text`; `reserved`: the backend's control tokens, `reserved_tokens`)."""
-    text = episode.instruction if text is None else text
-    if text is None or not " ".join(str(text).split()):
-        raise ValueError(
-            f"{episode.source}: no instruction; pass the task text, e.g. 'put the pen into the cup'"
-        )
-    if not isinstance(text, str):
-        raise TypeError(f"{episode.source}: the instruction must be a string, got {type(text).__name__}")
-    return check_task_text(text, reserved, where=episode.source)
-
-
-def clean_instruction(instruction: str) -> str:
-    """Whitespace folded and a trailing period dropped (prompts add their own); refused if it cannot be
-    task text (`check_task_text`)."""
-    text = " ".join(str(instruction).split())
-    if not text:
-        raise ValueError("the instruction is empty; pass the task text, e.g. 'put the pen into the cup'")
-    return check_task_text(text).rstrip(".")
 
 
 class CacheScorer(Scorer):
-    """A method whose work is requests on one video cache (`topreward.backends.prefix_sharing`).
+    """A method whose work is requests on one video cache (`topreward.backends.video_cache`).
 
     It implements `text_before_video()`, `requests_for(instructions, points)` (the requests, grouped by
     instruction) and `outputs_from(answers, instructions, points)`; the cache then serves every

@@ -31,11 +31,12 @@ from typing import Literal
 import numpy as np
 
 from topreward.backends.base import Request
+from topreward.config import option
 from topreward.prompts import PROMPT_STYLES, PromptStyle
 from topreward.rewards import minmax_progress
-from topreward.sampling import option
-from topreward.scorers.base import CacheScorer, MethodConfig, MethodOutput, clean_instruction
+from topreward.scorers.base import CacheScorer, MethodConfig, MethodOutput
 from topreward.scorers.registry import register
+from topreward.task_text import clean_instruction
 
 #: Our own phrasings (not the blog's). Each states completion of {instruction} and ends in an answer cue.
 PROMPTS: tuple[str, ...] = (

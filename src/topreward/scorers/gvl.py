@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from topreward.backends.base import GENERATION, MULTI_IMAGE, Generation, ModelVideo
-from topreward.sampling import option
+from topreward.config import option
 from topreward.scorers.answers import AnswerError, parse_percentages
 from topreward.scorers.base import MethodConfig, MethodOutput, Scorer
 from topreward.scorers.registry import register

@@ -24,10 +24,11 @@ from typing import Literal
 import numpy as np
 
 from topreward.backends.base import Request
+from topreward.config import option
 from topreward.prompts import PROMPT_STYLES, PromptStyle
-from topreward.sampling import option
-from topreward.scorers.base import CacheScorer, MethodConfig, MethodOutput, clean_instruction
+from topreward.scorers.base import CacheScorer, MethodConfig, MethodOutput
 from topreward.scorers.registry import register
+from topreward.task_text import clean_instruction
 
 #: App. A's prompt; the instruction's span starts at the space before it (tokens carry leading spaces).
 CONTEXT = " The above video shows a robot manipulation trajectory that completes the following task:"

@@ -34,7 +34,7 @@ Recipes (`points` are prefix lengths; the frame of point k is the k-th sampled f
      value (the mean over the last points would be 0.5 whenever they are all the points).
 
 Cost. The heads put images in a chat turn (two for progress and contrast, one for completion), not a
-video prefix, so the video cache (`topreward.backends.prefix_sharing`) does not serve them; they go to the
+video prefix, so the video cache (`topreward.backends.video_cache`) does not serve them; they go to the
 backend's image-prompt path, `HFBackend.image_log_probs`: on the fast path each prompt (its images
 included) runs once and keeps its KV cache, and its answer requests are packed on top (the 11 progress
 candidates share one prompt pass); on `path="reference"` every request is one plain forward. Nothing is
@@ -50,9 +50,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from topreward.backends.base import LOG_PROBS, MULTI_IMAGE, ModelVideo, Request
-from topreward.sampling import option
-from topreward.scorers.base import MethodConfig, MethodOutput, Scorer, clean_instruction
+from topreward.config import option
+from topreward.scorers.base import MethodConfig, MethodOutput, Scorer
 from topreward.scorers.registry import register
+from topreward.task_text import clean_instruction
 
 __all__ = [
     "PROGRESS_LEVELS",

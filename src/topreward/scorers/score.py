@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from topreward.backends.base import GENERATION, Generation, ModelVideo
-from topreward.sampling import option
+from topreward.config import option
 from topreward.scorers.answers import AnswerError, parse_json
 from topreward.scorers.base import MethodConfig, MethodOutput, Scorer
 from topreward.scorers.registry import register

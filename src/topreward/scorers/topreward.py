@@ -17,14 +17,14 @@ layout of the authors' code (with our instruction formatting: one period after i
 text read literally: video tokens then the prompt) and `chat` (the full template with its generation
 prompt, then " True") are options. For the authors' or LeRobot's exact pipelines (verbatim instruction,
 their frames and sizes, "True" after the chat template's assistant header) use `conventions`
-(`topreward.conventions`).
+(`topreward.scorers.conventions`).
 
 `signal="contrast"` uses log P(True) − log P(False) as the raw value instead (the "Cheap (and Good)
 Rewards" blog tried it and found it worse: mean VOC 0.520 vs 0.766 on its 7 videos with Qwen3-VL-2B); both
 log-probs come from the same forward, so it costs nothing extra.
 
 Cost: one vision pass over the sampled frames, one language-model pass over their tokens, then K short
-prompt suffixes packed on top of the cache (`topreward.backends.prefix_sharing`).
+prompt suffixes packed on top of the cache (`topreward.backends.video_cache`).
 """
 
 from __future__ import annotations
@@ -35,11 +35,14 @@ from typing import Literal
 import numpy as np
 
 from topreward.backends.base import Request
-from topreward.conventions import CONVENTIONS, AllFrames, peer_pipeline
+from topreward.backends.config import DEFAULT_MODEL, BackendConfig
+from topreward.config import option
 from topreward.prompts import PROMPT_STYLES, TOPREWARD_TEMPLATE, PromptStyle
-from topreward.sampling import option
-from topreward.scorers.base import DEFAULT_MODEL, CacheScorer, MethodConfig, MethodOutput, clean_instruction
+from topreward.sampling import SamplingConfig
+from topreward.scorers.base import CacheScorer, MethodConfig, MethodOutput
+from topreward.scorers.conventions import CONVENTIONS, AllFrames, peer_pipeline
 from topreward.scorers.registry import register
+from topreward.task_text import clean_instruction
 
 __all__ = ["DEFAULT_MODEL", "TOPRewardConfig", "TOPRewardScorer", "format_prompt"]
 
@@ -121,12 +124,10 @@ class TOPRewardScorer(CacheScorer):
             outputs.append(MethodOutput(values, {"log_p_true": true, "log_p_false": false}))
         return outputs
 
-    # ---- a peer's conventions (`topreward.conventions`): its calls, one plain forward each ----------
+    # ---- a peer's conventions (`topreward.scorers.conventions`): its calls, one plain forward each ----------
     @classmethod
     def default_options(cls) -> dict:
         from dataclasses import asdict
-
-        from topreward.scorers.base import BackendConfig, SamplingConfig
 
         return {**asdict(BackendConfig()), **asdict(SamplingConfig()), **asdict(cls.Config())}
 

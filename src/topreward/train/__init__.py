@@ -21,7 +21,11 @@ __all__ = ["HEADS", "METHOD_OF", "TrainConfig", "TrainResult", "TrainingDiverged
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("TrainConfig", "TrainResult", "TrainingDiverged", "load_adapter", "train"):
+    if name == "load_adapter":
+        from topreward.backends.adapters import load_adapter
+
+        return load_adapter
+    if name in ("TrainConfig", "TrainResult", "TrainingDiverged", "train"):
         from topreward.train import loop
 
         return getattr(loop, name)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from topreward.backends.base import ModelVideo
-from topreward.backends.prefix_sharing import TextTokens
+from topreward.backends.video_cache import TextTokens
 from topreward.train import HEADS, METHOD_OF
 
 __all__ = ["HEADS", "METHOD_OF", "Example", "examples_for", "loss"]

@@ -36,13 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from topreward.backends.adapters import model_key, peft
 from topreward.sampling import SamplingConfig
-from topreward.scorers.base import SCORING_FILE
+from topreward.scorers.registry import SCORING_FILE
 from topreward.train.heads import HEADS, METHOD_OF, Example, examples_for, loss
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_FILES = ("adapter_config.json",)
 STATE = "trainer_state.json"
 #: options that may differ on --resume (how long to run, how often to report)
 RESUMABLE = ("steps", "eval_every", "checkpoint_every", "resume")
@@ -271,16 +271,8 @@ def _lora_targets(model) -> list[str]:
     return [w for w in wanted if w in names]
 
 
-def _peft():
-    try:
-        import peft
-    except ImportError as e:
-        raise ImportError("LoRA adapters need peft: pip install 'topreward[train]'") from e
-    return peft
-
-
 def wrap_lora(model, rank: int):
-    LoraConfig, get_peft_model = _peft().LoraConfig, _peft().get_peft_model
+    LoraConfig, get_peft_model = peft().LoraConfig, peft().get_peft_model
 
     config = LoraConfig(
         r=rank,
@@ -289,36 +281,6 @@ def wrap_lora(model, rank: int):
         lora_dropout=0.0,
     )
     return get_peft_model(model, config)
-
-
-def load_adapter(model, adapter: str | Path, base: str):
-    """`model` with the LoRA adapter at `adapter` merged in; errors for another base model or zero weights."""
-    from safetensors.torch import load_file
-
-    PeftModel = _peft().PeftModel
-    path = Path(adapter)
-    cfg_path = path / "adapter_config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{path} is not a LoRA adapter folder (no adapter_config.json)")
-    trained_on = json.loads(cfg_path.read_text()).get("base_model_name_or_path")
-    if trained_on and _same_model(trained_on) != _same_model(base):
-        raise ValueError(
-            f"adapter {path} was trained on {trained_on!r}, not {base!r}: pass --model {trained_on} (an adapter "
-            "only fits the model it was trained on)"
-        )
-    weights = load_file(str(path / "adapter_model.safetensors"))
-    b = [t for name, t in weights.items() if "lora_B" in name]
-    if not b or all(float(t.abs().max()) == 0.0 for t in b):
-        raise ValueError(
-            f"adapter {path}: every lora_B weight is zero, so it changes nothing (an untrained or broken "
-            "adapter); train it, or point --adapter at a trained one"
-        )
-    return PeftModel.from_pretrained(model, str(path)).merge_and_unload()
-
-
-def _same_model(name: str) -> str:
-    p = Path(name).expanduser()
-    return str(p.resolve()) if p.exists() else name
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------
@@ -387,7 +349,7 @@ def _save(dirpath: Path, backend, model, optimizer, step: int, config: TrainConf
     (tmp / STATE).write_text(json.dumps(state, indent=1))
     if lora:  # the base model an adapter belongs to, for load_adapter's check
         cfg = json.loads((tmp / "adapter_config.json").read_text())
-        cfg["base_model_name_or_path"] = _same_model(config.model)
+        cfg["base_model_name_or_path"] = model_key(config.model)
         (tmp / "adapter_config.json").write_text(json.dumps(cfg, indent=1))
     if dirpath.exists():
         import shutil
@@ -457,7 +419,7 @@ def train(config: TrainConfig, *, progress_bar: bool = True, backend=None) -> Tr
         if state is not None:
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict = _peft().set_peft_model_state_dict
+            set_peft_model_state_dict = peft().set_peft_model_state_dict
 
             set_peft_model_state_dict(backend.model, load_file(str(checkpoint / "adapter_model.safetensors")))
     elif state is not None:

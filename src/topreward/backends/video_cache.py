@@ -322,6 +322,16 @@ class VideoCache:
         self._sync()
 
     # ---- layouts and shared state -------------------------------------------------------------------
+    @property
+    def kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the keys and values of the whole video's shared part (what requests are packed on)."""
+        return self._kv
+
+    @property
+    def kv_length(self) -> int:
+        """Tokens the KV cache holds."""
+        return self._kv_len
+
     def layout(self, k: int) -> Layout:
         if not 1 <= k <= self.video.num_frames:
             raise ValueError(f"prefix {k} is outside the video's 1..{self.video.num_frames} frames")
@@ -462,8 +472,8 @@ def score_on_caches(jobs: list[tuple[VideoCache, list[Request]]], batch_size: in
             flat_requests.append(r)
             tokens[r.text] = cache.text_tokens(r.text)
         row_offset += cache.bank.embeds.shape[0]
-        kv_parts.append(cache._kv)
-        kv_offset += cache._kv_len
+        kv_parts.append(cache.kv)
+        kv_offset += cache.kv_length
     banks = [c.bank for c in caches]  # every cache holds at least one frame's features
     bank = FeatureBank(
         torch.cat([b.embeds for b in banks]),

@@ -1,6 +1,6 @@
 """The video cache for hybrid language models with recurrent layers (Qwen3.5: Gated DeltaNet + full attention).
 
-`prefix_sharing.VideoCache` packs every request on top of one KV cache and lets a 4-D mask hide, for
+`video_cache.VideoCache` packs every request on top of one KV cache and lets a 4-D mask hide, for
 each request, the cached tokens after its own prefix. That is exact for attention layers only. A Gated
 DeltaNet layer does not look back through a mask: it carries a recurrent state (and a short causal-conv
 state) forward token by token, so after one pass over the whole video its state holds every frame, and no
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from topreward.backends.base import Answer, ModelVideo, Request
-from topreward.backends.prefix_sharing import Piece, VideoCache, _embed, collect_answers
+from topreward.backends.video_cache import Piece, VideoCache, _embed, collect_answers
 
 if TYPE_CHECKING:
     from topreward.backends.hf import HFBackend

@@ -8,18 +8,29 @@ Molmo2. Each family says
   * how the vision encoder's outputs enter the language model (`language_model_kwargs`; Qwen3-VL's
     DeepStack adds features to the hidden states of the first decoder layers at the visual positions),
   * which fast path is exact for it (`fast_path`, `no_fast_path_reason`):
-      - "packed" (Qwen3-VL, Qwen2.5-VL): `prefix_sharing.VideoCache`, requests packed on one KV cache;
-      - "recurrent" (Qwen3.5): `recurrent_sharing.RecurrentVideoCache` — its Gated DeltaNet layers carry a
+      - "packed" (Qwen3-VL, Qwen2.5-VL): `video_cache.VideoCache`, requests packed on one KV cache;
+      - "recurrent" (Qwen3.5): `recurrent_cache.RecurrentVideoCache` — its Gated DeltaNet layers carry a
         recurrent state that a mask cannot cut, so the video pass snapshots it at every prefix boundary;
-      - None (Molmo2): no exact sharing; "fast" answers on the reference path (the reason is stated below).
+      - None (Molmo2): no exact sharing; "fast" answers on the reference path (the reason is stated below),
+  * what a prompt text holds around the video for each prompt style (`user_turn`, `chat_video_marker`):
+    the chat markup lives here and nowhere else (the served backend writes Qwen-VL prompts with
+    `QWEN_USER_TURN` and `QWEN_IMAGE_MARKER`).
+Importing this module does not import torch (the served backends use its text constants).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+#: Qwen chat markup: what opens a user turn, and what a prompt text holds for one image
+QWEN_USER_TURN = "<|im_start|>user\n"
+QWEN_IMAGE_MARKER = "<|vision_start|><|image_pad|><|vision_end|>"
 
 IMAGE_TYPE = 1  # modality ids of image and video tokens in `mm_token_type_ids`
 VIDEO_TYPE = 2
@@ -45,6 +56,8 @@ class QwenVLFamily:
     video_placeholder = "<|vision_start|><|video_pad|><|vision_end|>"
     #: the same marker as written by Qwen chat templates, rewritten to `video_placeholder`.
     chat_video_marker = "<|vision_start|><|video_pad|><|vision_end|>"
+    #: what opens a user turn; the `authors` prompt style keeps it before the video and leaves the turn open
+    user_turn = QWEN_USER_TURN
 
     def video_metadata(self, source_indices: np.ndarray, source_fps: float, sampled_fps: float):
         raise NotImplementedError
@@ -61,6 +74,8 @@ class QwenVLFamily:
         image_grid_thw: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """M-RoPE positions (3, L) of one sequence, from the model's own `get_rope_index`."""
+        import torch
+
         ids = input_ids[None]
         types = (ids == model.config.video_token_id).to(torch.int32) * VIDEO_TYPE
         types += (ids == model.config.image_token_id).to(torch.int32) * IMAGE_TYPE
@@ -110,6 +125,8 @@ class Qwen25VLFamily(QwenVLFamily):
         return VideoMetadata(total_num_frames=n, fps=float(sampled_fps), frames_indices=list(range(n)))
 
     def rope_extra_kwargs(self, processor, metadata) -> dict:
+        import torch
+
         seconds = processor.video_processor.temporal_patch_size / metadata.sampled_fps
         return {"second_per_grid_ts": torch.tensor([seconds])}
 

@@ -217,9 +217,9 @@ class PeerPipeline:
         """(text before the video, text after it ending with the answer, whose last token is scored)."""
         question = PEER_PREFIX + PEER_SUFFIX.format(instruction=instruction)
         if style == "chat":  # the full template with its generation prompt, then the word (no space)
-            before, after = backend._chat_split([{"type": "video"}, {"type": "text", "text": question}])
+            before, after = backend.chat_split([{"type": "video"}, {"type": "text", "text": question}])
             return before, after + "True"
-        before = backend._chat_split([{"type": "video"}, {"type": "text", "text": "x"}])[0]
+        before = backend.chat_split([{"type": "video"}, {"type": "text", "text": "x"}])[0]
         return before, question + " True"
 
     def normalise(self, values: np.ndarray) -> np.ndarray:
