@@ -25,7 +25,7 @@ def test_two_replicas_serve_sticky_sessions(tiny_model_dirs):
     pytest.importorskip("ray.serve", reason="Ray Serve needs pip install 'topreward[ray]'")
     from ray import serve
 
-    from topreward.serve_ray import deploy
+    from topreward.serve.ray import deploy
 
     model = str(tiny_model_dirs["qwen3_vl"])
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)

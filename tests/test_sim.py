@@ -14,16 +14,8 @@ import pytest
 
 from topreward.groundtruth import ground_truth_for, stage_progress, validate_subtasks
 from topreward.sim import KINDS, TASK_INSTRUCTIONS, fixture_dir, generate, list_tasks
-from topreward.sim.metaworld_gen import (
-    FIXTURE_SEEDS,
-    FIXTURE_TASKS,
-    FIXTURE_TRIM_AFTER_SUCCESS,
-    info_progress,
-    moved_mask,
-    stage_labels,
-    subtasks_from_stages,
-    task_spec,
-)
+from topreward.sim.metaworld_gen import FIXTURE_SEEDS, FIXTURE_TASKS, FIXTURE_TRIM_AFTER_SUCCESS
+from topreward.sim.tasks import info_progress, moved_mask, stage_labels, subtasks_from_stages, task_spec
 from topreward.video import probe_video, read_frames
 
 FIXTURE = fixture_dir()

@@ -9,10 +9,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import topreward
+from topreward.bench.tokens import DEFAULT_CANDIDATES, answer_token_study
 from topreward.datasets import open_source, write_manifest
 from topreward.scorers.topreward import format_prompt
 from topreward.sim import fixture_dir
-from topreward.tokens import DEFAULT_CANDIDATES, answer_token_study
 from topreward.video import write_video
 
 from .conftest import colour_frames, load_backend

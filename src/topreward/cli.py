@@ -614,10 +614,9 @@ def _annotation_metadata(path: str) -> dict[str, Any]:
 
 def _write_text(path: str, text: str) -> None:
     """Write a small output file atomically (a temporary name, then a rename)."""
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
+    from topreward.atomic import write_text
+
+    write_text(path, text)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -712,9 +711,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 def _cmd_tokens(args: argparse.Namespace) -> int:
     import json
 
+    from topreward.bench.tokens import answer_token_study
     from topreward.datasets import open_source
     from topreward.scorers.registry import load_scorer
-    from topreward.tokens import answer_token_study
 
     if args.method != "topreward":
         raise ValueError("the answer-token study reads TOPReward's prompt; use --method topreward")
@@ -748,7 +747,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from topreward.serve import ServeLimits, serve
 
     token = args.token or os.environ.get("TOPREWARD_TOKEN")
-    from topreward.serve import check_port
+    from topreward.serve.server import check_port
 
     check_port(args.port)  # every option is checked before a model is loaded
     _ray_only(args)
@@ -764,7 +763,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     auth = "bearer token" if token else "none"
     if args.engine == "ray":
-        from topreward.serve_ray import deploy
+        from topreward.serve.ray import deploy
 
         url = deploy(
             args.method,

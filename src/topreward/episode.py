@@ -189,3 +189,31 @@ def as_episode(video: Any, instruction: str | None = None, fps: float | None = N
     if fps is None:
         raise ValueError("frames given as an array need fps= (the frame rate they were recorded at)")
     return Episode.from_array(video, fps=fps, instruction=instruction)
+
+
+#: the control views of an episode: what a method should NOT call progress (README "Robustness controls")
+CONTROL_VIEWS: tuple[str, ...] = ("static", "reversed")
+
+
+def view_order(view: str, num_frames: int) -> np.ndarray:
+    """Which of `num_frames` frames each frame of a control view shows: `static` the first one throughout
+    (a prefix's length is all that changes), `reversed` the frames played backwards."""
+    if view == "static":
+        return np.zeros(num_frames, np.int64)
+    if view == "reversed":
+        return np.arange(num_frames, dtype=np.int64)[::-1].copy()
+    raise ValueError(f"unknown control view {view!r}; choose one of {', '.join(CONTROL_VIEWS)}")
+
+
+def control_view(ep: Episode, view: str) -> Episode:
+    """`ep` seen through a control view (same length, fps and instruction; no annotations)."""
+    order = view_order(view, ep.num_frames)
+    return Episode(
+        ep.num_frames,
+        ep.fps,
+        lambda idx: ep.frames(order[np.asarray(idx, np.int64)]),
+        ep.instruction,
+        f"{ep.source} [{view}]",
+        {},
+        ep.episode_id,
+    )

@@ -428,3 +428,74 @@ def confusion_diagonal_share(matrix: ArrayLike) -> float:
         j = int(np.flatnonzero(col_sums == 0)[0])
         raise ValueError(f"column {j} of matrix sums to 0 and cannot be normalised; give it a positive score")
     return float(np.mean(np.diag(m) / col_sums))
+
+
+# ---- calibration: probabilities against outcomes ------------------------------------------------------
+def scores_labels(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as float64 and labels as bool, checked: 1-D, equal length, 0/1 labels, finite scores."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels)
+    if s.ndim != 1 or y.ndim != 1 or len(s) != len(y):
+        raise ValueError(
+            f"scores and labels must be 1-D and of equal length, got shapes {s.shape} and {y.shape}"
+        )
+    if y.dtype != bool:
+        if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+            raise ValueError(f"labels must be bool or 0/1, got values {np.unique(y)[:5].tolist()}")
+        y = y.astype(bool)
+    bad = np.flatnonzero(~np.isfinite(s))
+    if len(bad):
+        raise ValueError(
+            f"scores hold {len(bad)} non-finite value(s), first at position {int(bad[0])} ({s[bad[0]]}); "
+            "drop or re-score those episodes"
+        )
+    return s, y
+
+
+def brier_score(probabilities: ArrayLike, labels: ArrayLike) -> float:
+    """Mean squared difference between predicted probability and outcome (0 is perfect)."""
+    p, y = scores_labels(probabilities, labels)
+    return float(np.mean((p - y) ** 2))
+
+
+def reliability_bins(
+    probabilities: ArrayLike, labels: ArrayLike, bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin of [0, 1] (the last one closed): mean probability, success rate, count.
+
+    Empty bins hold NaN for the two rates and 0 for the count.
+    """
+    p, y = scores_labels(probabilities, labels)
+    which = np.clip(np.floor(p * bins).astype(np.int64), 0, bins - 1)
+    count = np.bincount(which, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(which, weights=p, minlength=bins) / count
+        rate = np.bincount(which, weights=y.astype(np.float64), minlength=bins) / count
+    return mean_p, rate, count.astype(np.int64)
+
+
+def expected_calibration_error(probabilities: ArrayLike, labels: ArrayLike, bins: int = 10) -> float:
+    """ECE: over `bins` equal-width bins of predicted probability, |mean probability - success rate|
+    weighted by the bin's share of episodes."""
+    mean_p, rate, count = reliability_bins(probabilities, labels, bins)
+    used = count > 0
+    return float(np.sum(count[used] * np.abs(mean_p[used] - rate[used])) / count.sum())
+
+
+def roc_auc_interval(
+    scores: ArrayLike, labels: ArrayLike, *, resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ROC-AUC, resampling successes and failures separately
+    (stratified, so every resample has both classes)."""
+    s, y = scores_labels(scores, labels)
+    pos, neg = s[y], s[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError(f"ROC-AUC needs both classes, got {len(pos)} successes and {len(neg)} failures")
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(resamples)
+    lab = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    for i in range(resamples):
+        aucs[i] = roc_auc(np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))], lab)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(aucs, [tail, 100.0 - tail])
+    return float(low), float(high)

@@ -5,20 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from topreward.episode import Episode
+from topreward.extras import optional
 from topreward.result import ScoreResult
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ImportError("plots need matplotlib: pip install 'topreward[plot]'") from e
-    return plt
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or an ImportError naming the `plot` extra."""
+    optional("matplotlib", "plot", "plots").use("Agg")
+    return optional("matplotlib.pyplot", "plot", "plots")
 
 
 def _value_axis(result: ScoreResult):
@@ -51,7 +48,7 @@ def plot_result(
     `ground_truth` (per-frame progress in [0, 1]) is overlaid dashed. The title names the method, the
     instruction and the model that scored it.
     """
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     n_thumb = thumbnails if episode is not None else 0
     fig = plt.figure(figsize=(10, 5.5 if n_thumb else 4))
@@ -92,5 +89,63 @@ def plot_result(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_reliability(
+    probabilities: ArrayLike | dict[str, ArrayLike],
+    labels: ArrayLike,
+    path: str | Path | None = None,
+    *,
+    bins: int = 10,
+    ax=None,
+    title: str | None = None,
+):
+    """Reliability diagram: success rate vs mean predicted probability per equal-width bin.
+
+    Args:
+        probabilities: predicted P(success) per episode, or a dict `{name: probabilities}` for several
+            curves (e.g. platt and isotonic) on the same episodes.
+        labels: success label per episode.
+        path: PNG to write (a new figure with a histogram of the probabilities below); or
+        ax: a matplotlib Axes to draw the curves into instead (e.g. one panel of a bench report).
+        bins: equal-width bins over [0, 1], as the ECE.
+
+    Returns:
+        The PNG path, or `ax` when drawing into one.
+    """
+    from topreward.metrics import expected_calibration_error, reliability_bins
+
+    if path is None and ax is None:
+        raise ValueError("pass path= (write a PNG) or ax= (draw into an existing matplotlib Axes)")
+    plt = pyplot()
+    curves = probabilities if isinstance(probabilities, dict) else {"calibrated": probabilities}
+    fig = hist_ax = None
+    if ax is None:
+        fig, (ax, hist_ax) = plt.subplots(
+            2, 1, figsize=(4.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        )
+    ax.plot([0, 1], [0, 1], ":", color="gray", label="perfect")
+    for name, p in curves.items():
+        mean_p, rate, count = reliability_bins(p, labels, bins)
+        used = count > 0
+        ece = expected_calibration_error(p, labels, bins)
+        ax.plot(mean_p[used], rate[used], "o-", label=f"{name} (ECE {ece:.3f})")
+        if hist_ax is not None:
+            hist_ax.hist(np.asarray(p, float), bins=bins, range=(0, 1), histtype="step", label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("observed success rate")
+    ax.set_title(title or f"reliability ({bins} equal-width bins)", fontsize=9)
+    ax.legend(fontsize=7)
+    if fig is None:
+        return ax
+    hist_ax.set_xlabel("predicted success probability")
+    hist_ax.set_ylabel("episodes")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from topreward.atomic import write_text
+
 _ARRAYS = (
     "sampled_frames",
     "prefix_lengths",
@@ -127,9 +129,7 @@ class ScoreResult:
         """Write JSON (the schema other tools read: keys as in `to_dict`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(strict_json(self.to_dict()), indent=1, allow_nan=False))
-        tmp.replace(path)
+        write_text(path, json.dumps(strict_json(self.to_dict()), indent=1, allow_nan=False))
         return path
 
     @classmethod

@@ -13,14 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from topreward.extras import optional
+
 
 def _ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as e:
-        raise ImportError("the Ray engine needs Ray Data: pip install 'topreward[ray]'") from e
-    return ray
+    optional("ray.data", "ray", "the Ray engine")
+    return optional("ray", "ray", "the Ray engine")
 
 
 def _decode(row: dict[str, Any], source_factory: Callable[[], Any], preparer) -> dict[str, Any]:

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from topreward.annotate.progress_file import read_annotations, refuse_replacing_inputs
+from topreward._version import __version__
+from topreward.annotate.progress_file import read_annotations, read_metadata, refuse_replacing_inputs
 from topreward.atomic import replacing
 
 
@@ -87,7 +90,8 @@ def write_weights(
 
 
 def rank_episodes(annotations: str | Path) -> list[dict]:
-    """Episodes sorted by success score, best first (skipped episodes last, score None)."""
+    """Episodes sorted by success score, best first; those without one last (score None): `status`
+    "skipped" (could not be opened or decoded) or "failed" (scored, but the method recorded a failure)."""
     table, meta = read_annotations(annotations, columns=("episode_index", "success_score"))
     ep = table["episode_index"].to_numpy()
     score = table["success_score"].to_numpy(zero_copy_only=False)
@@ -102,14 +106,89 @@ def rank_episodes(annotations: str | Path) -> list[dict]:
             }
         )
     present = {r["episode_index"] for r in rows}
-    for skipped in meta.get("skipped", []):  # episodes that could not even be opened have no rows
-        if skipped["episode_index"] not in present:
-            rows.append(
-                {"episode_index": int(skipped["episode_index"]), "success_score": None, "num_frames": 0}
-            )
+    skipped = {int(x["episode_index"]) for x in meta.get("skipped", [])}
+    for index in sorted(skipped - present):  # episodes that could not even be opened have no rows
+        rows.append({"episode_index": index, "success_score": None, "num_frames": 0})
+    for r in rows:
+        unscored = "skipped" if r["episode_index"] in skipped else "failed"
+        r["status"] = "scored" if r["success_score"] is not None else unscored
     return sorted(
         rows, key=lambda r: (r["success_score"] is None, -(r["success_score"] or 0.0), r["episode_index"])
     )
+
+
+@dataclass
+class Ranking:
+    """The episodes of an annotation file by success score, and those kept (`topreward rank`).
+
+    Attributes:
+        rows: every episode, best first (`rank_episodes`); `rank` 1.. for scored ones, None for the rest.
+        kept: the kept episode indices, sorted (what LeRobot's `--dataset.episodes` takes).
+    """
+
+    annotations: Path
+    rows: list[dict[str, Any]]
+    kept: list[int]
+    top: int | None
+    min_score: float | None
+    metadata: dict[str, Any]
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """Where the annotated episodes came from (the file's provenance), {} if it does not say."""
+        return (self.metadata.get("provenance") or {}).get("source") or {}
+
+    def record(self) -> dict[str, Any]:
+        """The ranking with its provenance, as `topreward rank --out` writes it."""
+        meta = self.metadata
+        return {
+            "episodes": self.kept,  # LeRobot's --dataset.episodes
+            "selection": {
+                "rule": "success score, best first; skipped and failed episodes never kept",
+                "top": self.top,
+                "min_score": self.min_score,
+            },
+            "annotations": str(self.annotations.resolve()),
+            "scored_with": {
+                "method": meta.get("method"),
+                "model_id": meta.get("model_id"),
+                "model_revision": meta.get("model_revision"),
+                "source": self.source or None,
+                "topreward_version": meta.get("topreward_version"),
+            },
+            "ranking": self.rows,
+            "topreward_version": __version__,
+        }
+
+
+def rank(annotations: str | Path, *, top: int | None = None, min_score: float | None = None) -> Ranking:
+    """Rank the episodes of an annotation file and keep the `top` best with a score >= `min_score`.
+
+    Raises:
+        ValueError: a bad `top` or `min_score`, or a file in which no episode has a success score (every
+            one skipped or failed: there is nothing to rank).
+    """
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise ValueError(f"--top {top}: keep a whole number >= 1 of episodes (or leave --top out)")
+    if min_score is not None and not math.isfinite(min_score):
+        raise ValueError(f"--min-score {min_score}: give a finite number (success scores are finite)")
+    rows = rank_episodes(annotations)
+    scored = [r for r in rows if r["status"] == "scored"]
+    if not scored:
+        counts = {s: sum(r["status"] == s for r in rows) for s in ("skipped", "failed")}
+        raise ValueError(
+            f"{annotations}: none of its {len(rows)} episodes has a success score ({counts['skipped']} "
+            f"skipped, {counts['failed']} failed: the reasons are in the file's metadata, `skipped` and "
+            "`failed_episodes`), so there is nothing to rank; fix those and run `topreward annotate` again"
+        )
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i if r["status"] == "scored" else None
+    keep = [r for r in scored if min_score is None or r["success_score"] >= min_score][:top]
+    for r in rows:
+        r["kept"] = r in keep
+    rows = [{"rank": r.pop("rank"), **r} for r in rows]
+    meta = read_metadata(annotations)
+    return Ranking(Path(annotations), rows, sorted(r["episode_index"] for r in keep), top, min_score, meta)
 
 
 class FrameWeights:

@@ -196,9 +196,9 @@ def write_report(
     extra_images: list[str] = (),
 ) -> Path:
     """Write `out/report.md` and its PNGs; `plots` caps the representative curves per dataset."""
-    from topreward.plot import _pyplot
+    from topreward.plot import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     images = []
     for s in summaries:
         mine = [r for r in records if r["dataset"] == s.name]

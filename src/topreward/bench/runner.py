@@ -21,6 +21,7 @@ the end.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import Counter
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from topreward import metrics
-from topreward.episode import Episode
+from topreward.episode import Episode, control_view
 from topreward.groundtruth import ground_truth_for
 from topreward.provenance import check_settings, describe_source, fingerprint, provenance, settings
 from topreward.worklog import JsonlLog
@@ -68,30 +69,9 @@ class BenchConfig:
                 raise ValueError(f"{name} must be a whole number >= {low}{why}, got {value!r}")
 
 
-def static_episode(ep: Episode) -> Episode:
-    """The first frame repeated for the episode's length (same fps, same instruction)."""
-    return Episode(
-        ep.num_frames,
-        ep.fps,
-        lambda idx: ep.frames(np.zeros(len(idx), np.int64)),
-        ep.instruction,
-        f"{ep.source} [static]",
-        {},
-        ep.episode_id,
-    )
-
-
-def reversed_episode(ep: Episode) -> Episode:
-    last = ep.num_frames - 1
-    return Episode(
-        ep.num_frames,
-        ep.fps,
-        lambda idx: ep.frames(last - np.asarray(idx)),
-        ep.instruction,
-        f"{ep.source} [reversed]",
-        {},
-        ep.episode_id,
-    )
+#: the episode-level controls bench scores beside each episode (`topreward.episode.control_view`)
+static_episode = functools.partial(control_view, view="static")
+reversed_episode = functools.partial(control_view, view="reversed")
 
 
 def choose_episodes(ids: Sequence[str], n: int, seed: int) -> list[str]:
@@ -200,12 +180,12 @@ def _calibrated(rec: dict[str, Any], calibration) -> dict[str, Any]:
 def _controls(scorer, ep: Episode, result, wanted: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "static" in wanted:
-        static = scorer.score(static_episode(ep))
+        static = scorer.score(control_view(ep, "static"))
         out["static_voc"] = _finite(metrics.voc(static.progress, static.prefix_end_frames))
         debiased = np.asarray(result.values) - np.asarray(static.values)
         out["debiased_voc"] = _finite(metrics.voc(debiased, result.prefix_end_frames))
     if "reversed" in wanted:
-        rev = scorer.score(reversed_episode(ep))
+        rev = scorer.score(control_view(ep, "reversed"))
         out["reversed_voc"] = _finite(metrics.voc(rev.progress, rev.prefix_end_frames))
     return out
 

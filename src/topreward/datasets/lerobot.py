@@ -46,10 +46,8 @@ EpisodeSelection = Sequence[int] | str | slice | int | None
 
 
 def _parquet():
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise ImportError("reading LeRobot datasets needs pyarrow: pip install pyarrow") from e
+    import pyarrow.parquet as pq  # a dependency of the package, imported when a dataset is read
+
     return pq
 
 
@@ -559,6 +557,20 @@ class LeRobotSource:
             return seek_read_frames(meta.video_path, frame_numbers)
         except (ValueError, FileNotFoundError) as e:
             raise ValueError(f"{where}: {e}") from e
+
+    def frame_column(self, column: str) -> dict[int, list[float]] | None:
+        """A per-frame data column of every episode (e.g. a ground-truth `progress` a simulator wrote),
+        by episode index in frame order; None when the dataset has no such column."""
+        pq = _parquet()
+        files = sorted((Path(self.root) / "data").rglob("*.parquet"))
+        if not column or not files or column not in pq.read_schema(files[0]).names:
+            return None
+        by_episode: dict[int, list[tuple[int, float]]] = {}
+        for f in files:
+            table = pq.read_table(f, columns=["episode_index", "frame_index", column]).to_pydict()
+            for e, i, v in zip(table["episode_index"], table["frame_index"], table[column]):
+                by_episode.setdefault(int(e), []).append((int(i), float(v)))
+        return {e: [v for _, v in sorted(rows)] for e, rows in by_episode.items()}
 
     def __repr__(self) -> str:
         return (

@@ -29,16 +29,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from topreward.extras import optional
+
 REWARDS: tuple[str, ...] = ("value_delta", "value", "progress", "progress_delta")
 BETWEEN: tuple[str, ...] = ("hold", "zero", "env")
 
 
 def _gymnasium():
-    try:
-        import gymnasium
-    except ImportError as e:
-        raise ImportError("the gym wrapper needs gymnasium: pip install 'topreward[rl]'") from e
-    return gymnasium
+    return optional("gymnasium", "rl", "the gym wrapper")
 
 
 def _wrapper_base():

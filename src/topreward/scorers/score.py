@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from topreward.atomic import write_text
 from topreward.backends.base import GENERATION, Generation, ModelVideo
 from topreward.config import option
 from topreward.scorers.answers import AnswerError, parse_json
@@ -183,9 +184,7 @@ class SCOREScorer(Scorer):
                 continue
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"stage": stage, "answer": raw}))
-                tmp.replace(path)
+                write_text(path, json.dumps({"stage": stage, "answer": raw}))
             return value
         raise StageFailure(stage, reason, self.config.answer_retries + 1)
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from topreward.atomic import replacing, write_text
+
 logger = logging.getLogger(__name__)
 
 WORK_DIR = ".sim_episodes"
@@ -43,13 +45,6 @@ _DATA_FILE = "data/chunk-000/file-000.parquet"
 _EPISODES_FILE = "meta/episodes/chunk-000/file-000.parquet"
 _STATE_NAMES = ["hand_x", "hand_y", "hand_z", "gripper"]
 _ACTION_NAMES = ["dx", "dy", "dz", "gripper"]
-
-
-def _pyarrow():
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    return pa, pq
 
 
 def _stats(values: np.ndarray) -> dict[str, list]:
@@ -75,26 +70,27 @@ def _image_stats(samples: list[np.ndarray]) -> dict[str, list]:
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.partial")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def _write_table(path: Path, columns: dict[str, Any]) -> None:
-    pa, pq = _pyarrow()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    pq.write_table(pa.table(columns), tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(pa.table(columns), tmp)
 
 
 def _write_tasks(path: Path, tasks: dict[str, int]) -> None:
     """`meta/tasks.parquet` as pandas writes ``DataFrame({"task_index": ...}, index=Index(tasks, name="task"))``."""
-    pa, pq = _pyarrow()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     pandas_meta = {
         "index_columns": ["task"],
         "column_indexes": [],
@@ -243,7 +239,8 @@ def write_lerobot(work_dir: str | Path, root: str | Path, episode_ids: Sequence[
         image_samples.append(read_frames(video, np.linspace(0, n - 1, min(n, 8)).astype(int))[:, ::8, ::8])
         start += n
 
-    pa, _ = _pyarrow()
+    import pyarrow as pa
+
     vec = pa.list_(pa.float32(), 4)
     data = {
         "observation.state": pa.array(cols["observation.state"], vec),
@@ -273,9 +270,7 @@ def write_lerobot(work_dir: str | Path, root: str | Path, episode_ids: Sequence[
         "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
         "features": _features(size, fps_out),
     }
-    tmp = root / "meta" / ".info.json.partial"
-    tmp.write_text(json.dumps(info, indent=4))
-    os.replace(tmp, root / "meta/info.json")  # written last: a dataset with info.json is complete
+    write_text(root / "meta/info.json", json.dumps(info, indent=4))  # last: a dataset with it is complete
     logger.info("wrote LeRobot dataset %s: %d episodes, %d frames", root, len(ids), start)
     return root
 

@@ -44,67 +44,31 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import sys
 import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from topreward.atomic import replacing, write_text
+from topreward.sim.env import CAMERA, Sim, import_sim, make_renderer
+from topreward.sim.tasks import (
+    info_progress,
+    stage_labels,
+    subtasks_from_stages,
+    task_spec,
+)
 from topreward.video import write_video
 
 logger = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("expert", "noisy", "freeze", "random")
-CAMERA = "corner"
 MAX_PATH_LENGTH = 500  # Meta-World refuses to step an env further than this
-_MOVE_EPS = 0.02  # rise of in_place_reward that marks the object moving towards the goal
-_INSTALL_HINT = "pip install 'topreward[sim]'"
-_EGL_HINT = (
-    "On Debian/Ubuntu run scripts/install_sim_deps.sh (libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0); "
-    "elsewhere install EGL or set MUJOCO_GL=osmesa with OSMesa installed"
-)
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """Our instruction for a Meta-World task and the names of its stages (the last one ends in success)."""
-
-    instruction: str
-    stages: tuple[str, ...]
-
-
-# Tasks whose scripted expert succeeds and stays successful within 150 steps (door-open-v3 excepted: the door
-# swings back, so its experts end with success=False and success_disagreement=True). handle-press-v3 and
-# coffee-button-v3 are left out for that reason: the handle/button springs back once released.
-TASKS: dict[str, TaskSpec] = {
-    "reach-v3": TaskSpec("reach the red target position", ("reach",)),
-    "push-v3": TaskSpec("push the puck to the goal", ("reach", "push")),
-    "pick-place-v3": TaskSpec("pick up the puck and place it at the goal", ("reach", "pick and place")),
-    "drawer-open-v3": TaskSpec("open the drawer", ("reach", "pull")),
-    "drawer-close-v3": TaskSpec("close the drawer", ("reach", "push")),
-    "button-press-topdown-v3": TaskSpec("press the button from the top", ("reach", "press")),
-    "button-press-v3": TaskSpec("press the button", ("reach", "press")),
-    "door-open-v3": TaskSpec("open the door", ("reach", "pull")),
-    "window-open-v3": TaskSpec("slide the window open", ("reach", "slide")),
-    "window-close-v3": TaskSpec("slide the window closed", ("reach", "slide")),
-    "faucet-open-v3": TaskSpec("turn the faucet handle to open it", ("reach", "turn")),
-    "faucet-close-v3": TaskSpec("turn the faucet handle to close it", ("reach", "turn")),
-    "plate-slide-v3": TaskSpec("slide the plate into the goal", ("reach", "slide")),
-}
-TASK_INSTRUCTIONS: dict[str, str] = {name: spec.instruction for name, spec in TASKS.items()}
-
-
-def list_tasks() -> list[str]:
-    """Meta-World tasks we have an instruction for."""
-    return sorted(TASKS)
 
 
 def fixture_dir() -> Path:
@@ -116,156 +80,6 @@ def fixture_dir() -> Path:
 FIXTURE_TASKS: tuple[str, ...] = ("push-v3", "pick-place-v3", "drawer-open-v3", "button-press-topdown-v3")
 FIXTURE_SEEDS: tuple[int, ...] = (0,)
 FIXTURE_TRIM_AFTER_SUCCESS = 20
-
-
-def task_spec(task: str) -> TaskSpec:
-    """The `TaskSpec` of `task`, or ``ValueError`` listing the supported tasks."""
-    if task not in TASKS:
-        table = "\n".join(f"  {name}: {spec.instruction!r}" for name, spec in sorted(TASKS.items()))
-        raise ValueError(
-            f"unknown Meta-World task {task!r}; supported tasks and their instructions:\n{table}"
-        )
-    return TASKS[task]
-
-
-# --------------------------------------------------------------------------------------------------------
-# Ground truth from the env's info (pure numpy, testable without Meta-World)
-
-
-def moved_mask(in_place: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Per frame: has ``in_place_reward`` exceeded its first value by more than 0.02 at this frame or before?"""
-    ip = np.asarray(in_place, dtype=np.float64)
-    return np.maximum.accumulate(ip > ip[0] + _MOVE_EPS)
-
-
-def info_progress(
-    hand_obj_dist: Sequence[float] | np.ndarray,
-    in_place: Sequence[float] | np.ndarray,
-    success: Sequence[bool] | np.ndarray,
-    two_stage: bool = True,
-) -> np.ndarray:
-    """Per-frame ground-truth progress in [0, 1]; the formula is step 4 of the module recipe.
-
-    Args:
-        hand_obj_dist: hand-to-object distance per frame.
-        in_place: the env's ``in_place_reward`` per frame (0..1, 1 with the object at the goal).
-        success: the env's ``success`` flag per frame.
-        two_stage: reach then manipulate (False: `in_place` alone, for tasks where the hand is the object).
-    """
-    d = np.asarray(hand_obj_dist, dtype=np.float64)
-    ip = np.asarray(in_place, dtype=np.float64)
-    s = np.asarray(success, dtype=bool)
-    if not (d.ndim == 1 and d.shape == ip.shape == s.shape and d.size > 0):
-        raise ValueError(
-            f"hand_obj_dist, in_place and success must be 1-D of one non-zero length, got "
-            f"{d.shape}, {ip.shape}, {s.shape}"
-        )
-    place = np.clip((ip - ip[0]) / max(1.0 - ip[0], 1e-6), 0.0, 1.0)
-    if two_stage:
-        reach = np.clip(1.0 - d / d[0], 0.0, 1.0) if d[0] > 0 else np.ones_like(d)
-        progress = 0.5 * np.where(moved_mask(ip), 1.0, reach) + 0.5 * place
-    else:
-        progress = place
-    return np.where(s, 1.0, progress)
-
-
-def stage_labels(
-    in_place: Sequence[float] | np.ndarray, success: Sequence[bool] | np.ndarray, stages: Sequence[str]
-) -> list[str]:
-    """Per-frame stage names: ``done`` on success frames, else the last stage once `moved_mask`, else the first."""
-    moved = moved_mask(in_place)
-    s = np.asarray(success, dtype=bool)
-    first, last = stages[0], stages[-1]
-    return ["done" if s[i] else (last if moved[i] else first) for i in range(len(s))]
-
-
-def subtasks_from_stages(
-    labels: Sequence[str], stages: Sequence[str], fps: float
-) -> list[dict[str, Any]] | None:
-    """Manifest ``subtasks`` (seconds) from the first frame of each stage, or ``None`` if never done.
-
-    A stage starts at the first frame labelled with it or a later stage and ends where the next one starts;
-    the last stage ends at the first ``done`` frame. Stages that take no frame are left out.
-    """
-    order = {name: k for k, name in enumerate(stages)}
-    order["done"] = len(stages)
-    rank = np.maximum.accumulate([order[label] for label in labels])
-    if rank[-1] < len(stages):
-        return None
-    starts = [int(np.argmax(rank >= k)) for k in range(len(stages) + 1)]
-    out = []
-    for k, name in enumerate(stages):
-        if starts[k + 1] > starts[k]:
-            out.append(
-                {"name": name, "start": round(starts[k] / fps, 6), "end": round(starts[k + 1] / fps, 6)}
-            )
-    return out or None
-
-
-# --------------------------------------------------------------------------------------------------------
-# Meta-World side
-
-
-@dataclass
-class _Sim:
-    mujoco: Any
-    envs: Mapping[str, Any]
-    policies: Mapping[str, Any]
-    versions: dict[str, str]
-
-
-def _import_sim() -> _Sim:
-    """Import mujoco (with ``MUJOCO_GL=egl`` unless set) and Meta-World, or explain how to install them."""
-    if "mujoco" in sys.modules and "MUJOCO_GL" not in os.environ:
-        logger.warning("mujoco was imported before MUJOCO_GL was set; offscreen rendering may not use EGL")
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    # Mesa's llvmpipe rasterises on several threads; one thread makes reruns' pixels agree more often
-    os.environ.setdefault("LP_NUM_THREADS", "1")
-    try:
-        import mujoco
-        from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
-        from metaworld.policies import ENV_POLICY_MAP
-    except ModuleNotFoundError as e:
-        raise ImportError(f"Meta-World episodes need metaworld and mujoco ({e}); {_INSTALL_HINT}") from e
-    except Exception as e:  # mujoco loads its GL backend on import; a missing libEGL surfaces in several ways
-        raise RuntimeError(
-            f"mujoco could not load its MUJOCO_GL={os.environ['MUJOCO_GL']!r} backend: {e!r}. {_EGL_HINT}"
-        ) from e
-    versions = {}
-    for dist in ("metaworld", "mujoco"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "unknown"
-    return _Sim(mujoco, ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE, ENV_POLICY_MAP, versions)
-
-
-def _make_renderer(sim: _Sim, model: Any, size: int) -> Any:
-    try:
-        renderer = sim.mujoco.Renderer(model, height=size, width=size)
-    except Exception as e:  # EGL/OSMesa failures surface as several unrelated exception types
-        raise RuntimeError(
-            f"MuJoCo cannot render offscreen with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}: {e!r}. {_EGL_HINT}"
-        ) from e
-    renderer.scene.flags[sim.mujoco.mjtRndFlag.mjRND_SHADOW] = False
-    return renderer
-
-
-def rendering_problem() -> str | None:
-    """Why Meta-World episodes cannot be rendered here (missing packages or EGL), or ``None`` if they can."""
-    try:
-        sim = _import_sim()
-        env = sim.envs["reach-v3-goal-observable"](seed=0)
-        try:
-            renderer = _make_renderer(sim, env.model, 16)
-            renderer.update_scene(env.data, camera=CAMERA)
-            renderer.render()
-            renderer.close()
-        finally:
-            env.close()
-    except (ImportError, RuntimeError) as e:
-        return str(e)
-    return None
 
 
 @dataclass
@@ -307,7 +121,7 @@ def _episode_rng(task: str, seed: int, kind: str) -> np.random.Generator:
 
 
 def _rollout(
-    sim: _Sim,
+    sim: Sim,
     task: str,
     seed: int,
     steps: int,
@@ -329,7 +143,7 @@ def _rollout(
         obs, _ = env.reset(seed=seed)
         policy = sim.policies[task]()
         if size is not None:
-            renderer = _make_renderer(sim, env.model, size)
+            renderer = make_renderer(sim, env.model, size)
         for step in range(steps):
             t0 = time.perf_counter()
             action = act(step, obs)
@@ -405,9 +219,7 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
 
 
 def _write_manifest(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def _round(values: np.ndarray, digits: int = 4) -> list[float]:
@@ -484,7 +296,7 @@ def generate(
         "crf": crf,
         "trim_after_success": trim_after_success,
     }
-    sim = _import_sim()
+    sim = import_sim()
 
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
@@ -528,7 +340,7 @@ def generate(
 
 
 def _expert_summary(
-    sim: _Sim,
+    sim: Sim,
     task: str,
     seed: int,
     kind: str,
@@ -561,7 +373,7 @@ def _summarize_expert(roll: _Rollout, task: str, seed: int, settings: Mapping[st
 
 
 def _generate_one(
-    sim: _Sim,
+    sim: Sim,
     out_dir: Path,
     task: str,
     seed: int,
@@ -600,14 +412,11 @@ def _generate_one(
     eid = _episode_id(task, seed, kind)
     if arrays:  # before the video: an episode counts as done once its video exists
         (out_dir / "arrays").mkdir(exist_ok=True)
-        partial_npz = out_dir / "arrays" / f".{eid}.partial.npz"
-        with partial_npz.open("wb") as f:
+        with replacing(out_dir / "arrays" / f"{eid}.npz") as partial, partial.open("wb") as f:
             np.savez(f, state=roll.states, action=roll.actions)
-        os.replace(partial_npz, out_dir / "arrays" / f"{eid}.npz")
     rel = Path("videos") / f"{eid}.mp4"
-    partial = out_dir / "videos" / f".{eid}.partial.mp4"
-    write_video(partial, roll.frames, settings["fps"], crf=settings["crf"])
-    os.replace(partial, out_dir / rel)
+    with replacing(out_dir / rel) as partial:
+        write_video(partial, roll.frames, settings["fps"], crf=settings["crf"])
 
     fps = settings["fps"]
     labels = stage_labels(roll.in_place, roll.success, spec.stages)
@@ -665,40 +474,3 @@ def generate_fixture(out_dir: str | Path | None = None, progress: bool = False) 
     )
 
 
-def make_env(task: str = "reach-v3", seed: int = 0, *, size: int = 224, max_steps: int = 150):
-    """A gymnasium env of a Meta-World v3 task whose `render()` returns what `topreward sim` records.
-
-    The goal-observable env of `task` built with `seed` (which fixes object and goal positions), its
-    `render()` the `corner` camera at `size`x`size`, rotated upright, shadows off (uint8 RGB), and a
-    time limit of `max_steps` steps. For online-RL tests and examples (`topreward.rl`).
-    """
-    import gymnasium
-
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    if size < 16 or max_steps < 1:
-        raise ValueError(f"size must be >= 16 and max_steps >= 1, got size={size}, max_steps={max_steps}")
-    sim = _import_sim()
-
-    class _Rendered(gymnasium.Wrapper):
-        metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
-
-        def __init__(self, env) -> None:
-            super().__init__(env)
-            self._renderer = _make_renderer(sim, env.unwrapped.model, size)
-
-        @property
-        def render_mode(self) -> str:
-            return "rgb_array"
-
-        def render(self):
-            self._renderer.update_scene(self.env.unwrapped.data, camera=CAMERA)
-            return self._renderer.render()[::-1, ::-1].copy()  # the corner camera is upside down
-
-        def close(self) -> None:
-            self._renderer.close()
-            super().close()
-
-    env = sim.envs[f"{task}-goal-observable"](seed=seed)
-    env.max_path_length = max(env.max_path_length, max_steps)
-    return gymnasium.wrappers.TimeLimit(_Rendered(env), max_episode_steps=max_steps)

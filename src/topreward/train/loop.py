@@ -27,104 +27,24 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from topreward.backends.adapters import model_key, peft
+from topreward.backends.adapters import peft
+from topreward.episode import view_order
 from topreward.sampling import SamplingConfig
 from topreward.scorers.registry import SCORING_FILE
-from topreward.train.heads import HEADS, METHOD_OF, Example, examples_for, loss
+from topreward.train.checkpoints import check_resume, latest_checkpoint, save
+from topreward.train.config import RESUMABLE, TrainConfig, TrainingDiverged, TrainResult  # noqa: F401
+from topreward.train.heads import METHOD_OF, Example, examples_for, loss
 
 logger = logging.getLogger(__name__)
 
-STATE = "trainer_state.json"
-#: options that may differ on --resume (how long to run, how often to report)
-RESUMABLE = ("steps", "eval_every", "checkpoint_every", "resume")
-
-
-class TrainingDiverged(RuntimeError):
-    pass
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on (recorded in every checkpoint)."""
-
-    head: str
-    sources: list[str]
-    model: str
-    out: str
-    steps: int = 200
-    lr: float = 1e-4
-    batch_size: int = 4
-    lora: str = "auto"  # auto | yes | no
-    lora_rank: int = 16
-    val_fraction: float = 0.2
-    seed: int = 0
-    num_points: int = 8
-    done_at: float = 0.95
-    demos_succeed: bool = False  # unlabelled episodes are successful demonstrations (time-based progress)
-    progress_column: str = "progress"  # LeRobot datasets: a per-frame ground-truth column, when there is one
-    augment: tuple[str, ...] = ()  # control views added to training: "static", "reversed" (see `views`)
-    eval_every: int = 50
-    checkpoint_every: int = 50
-    resume: bool = False
-    device: str | None = None
-    dtype: str | None = None
-    sampling: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ValueError(f"head={self.head!r}; choose one of {', '.join(HEADS)}")
-        if self.lora not in ("auto", "yes", "no"):
-            raise ValueError(f"lora={self.lora!r}; choose auto, yes or no")
-        for name in ("steps", "batch_size", "lora_rank", "num_points", "eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.num_points < 2:
-            raise ValueError(f"num_points must be >= 2, got {self.num_points}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (0 <= self.val_fraction < 1):
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        if not (0 < self.done_at <= 1):
-            raise ValueError(f"done_at must be in (0, 1], got {self.done_at!r}")
-        out = Path(self.out).expanduser().resolve()
-        for spec in self.sources:
-            src = Path(spec).expanduser().resolve()  # a dataset folder, or a manifest / video file
-            if out == src or (src.is_dir() and src in out.parents):
-                raise ValueError(
-                    f"--out {self.out} is inside the source {spec}: checkpoints would be written into your data; "
-                    "pick a folder outside it"
-                )
-        self.augment = tuple(self.augment)
-        bad = set(self.augment) - set(VIEWS)
-        if bad:
-            raise ValueError(f"augment: unknown view(s) {sorted(bad)}; choose from {', '.join(VIEWS)}")
-        if not self.sources:
-            raise ValueError(
-                "name at least one source with ground truth (manifest, LeRobot dataset, sim output)"
-            )
-        SamplingConfig(**self.sampling)  # validates the sampling options early
-
-    def comparable(self) -> dict[str, Any]:
-        """The settings a resumed run must share, as JSON would hold them (tuples as lists)."""
-        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if k not in RESUMABLE}))
-
-
-@dataclass
-class TrainResult:
-    out: Path
-    steps: int
-    losses: list[float]
-    evaluations: list[dict[str, Any]]
 
 
 # ---- data ----------------------------------------------------------------------------------------------
@@ -139,13 +59,13 @@ class _Episode:
 
 def load_episodes(config: TrainConfig, preparer) -> list[_Episode]:
     """Episodes with ground truth from every source, prepared as the scorer would see them."""
-    from topreward.datasets import open_source
+    from topreward.datasets import LeRobotSource, open_source
     from topreward.groundtruth import ground_truth_for
 
     episodes, without = [], 0
     for spec in config.sources:
         source = open_source(spec)
-        columns = lerobot_progress(source, config.progress_column)
+        columns = source.frame_column(config.progress_column) if isinstance(source, LeRobotSource) else None
         for eid in source.episode_ids():
             ep = source.get(eid)
             where = f"{spec}/{eid}"
@@ -177,51 +97,26 @@ def load_episodes(config: TrainConfig, preparer) -> list[_Episode]:
     return episodes
 
 
-VIEWS = ("static", "reversed")
-
-
 def views(ep: _Episode, which: tuple[str, ...]) -> list[_Episode]:
-    """Control views of a training episode, so that a prefix's length cannot stand for progress.
+    """Control views of a training episode (`topreward.episode.view_order`), so that a prefix's length
+    cannot stand for progress: `static` (the first frame throughout; every target that frame's progress)
+    and `reversed` (the frames backwards; prefix k ends at the original frame N - k: its progress).
 
-    `static`: the first frame repeated (every prefix's target: that frame's progress, constant);
-    `reversed`: the frames played backwards (prefix k ends at the original frame N - k: its progress).
-    Timestamps stay those of the original frames.
+    Training works on prepared frames, so the view reorders the sampled frames (bench's controls reorder
+    the episode before sampling); timestamps stay those of the original frames.
     """
     from topreward.backends.base import ModelVideo
 
     v, src = ep.video, np.asarray(ep.video.source_indices)
     out = []
     for name in which:
+        order = view_order(name, len(v.frames))
         truth = np.array(ep.truth, dtype=float)
-        if name == "static":
-            frames = np.repeat(v.frames[:1], len(v.frames), axis=0)
-            truth[:] = ep.truth[src[0]]
-        else:
-            frames = v.frames[::-1].copy()
-            truth[src] = ep.truth[src[::-1]]
-        video = ModelVideo(frames, src, v.source_fps, v.rate)
+        truth[src] = ep.truth[src[order]]
+        video = ModelVideo(v.frames[order], src, v.source_fps, v.rate)
         success = None if name == "static" else False
         out.append(_Episode(f"{ep.key} [{name}]", ep.instruction, success, truth, video))
     return out
-
-
-def lerobot_progress(source, column: str) -> dict[int, list[float]] | None:
-    """Per-episode ground truth from a LeRobot dataset's per-frame `column` (None if it has none)."""
-    from topreward.datasets import LeRobotSource
-
-    if not isinstance(source, LeRobotSource) or not column:
-        return None
-    import pyarrow.parquet as pq
-
-    files = sorted((Path(source.root) / "data").rglob("*.parquet"))
-    if not files or column not in pq.read_schema(files[0]).names:
-        return None
-    by_episode: dict[int, list[tuple[int, float]]] = {}
-    for f in files:
-        table = pq.read_table(f, columns=["episode_index", "frame_index", column]).to_pydict()
-        for e, i, v in zip(table["episode_index"], table["frame_index"], table[column]):
-            by_episode.setdefault(int(e), []).append((int(i), float(v)))
-    return {e: [v for _, v in sorted(rows)] for e, rows in by_episode.items()}
 
 
 def split(episodes: list[_Episode], fraction: float, seed: int) -> tuple[list[_Episode], list[_Episode]]:
@@ -334,56 +229,6 @@ def _as_episode(ep: _Episode):
     return Episode(n, ep.video.source_fps, lambda idx: None, ep.instruction, ep.key, {}, ep.key)
 
 
-# ---- checkpoints ---------------------------------------------------------------------------------------
-def _save(dirpath: Path, backend, model, optimizer, step: int, config: TrainConfig, lora: bool) -> Path:
-    import torch
-
-    tmp = dirpath.with_name(dirpath.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp)
-    if not lora:
-        backend.processor.save_pretrained(tmp)
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    state = {"step": step, "config": asdict(config), "lora": lora, "method": METHOD_OF[config.head]}
-    (tmp / STATE).write_text(json.dumps(state, indent=1))
-    if lora:  # the base model an adapter belongs to, for load_adapter's check
-        cfg = json.loads((tmp / "adapter_config.json").read_text())
-        cfg["base_model_name_or_path"] = model_key(config.model)
-        (tmp / "adapter_config.json").write_text(json.dumps(cfg, indent=1))
-    if dirpath.exists():
-        import shutil
-
-        shutil.rmtree(dirpath)
-    tmp.replace(dirpath)
-    return dirpath
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted(
-        (p for p in out.glob("checkpoint-*") if (p / STATE).is_file()),
-        key=lambda p: int(p.name.split("-")[1]),
-    )
-    return found[-1] if found else None
-
-
-def _check_resume(config: TrainConfig, checkpoint: Path) -> dict[str, Any]:
-    state = json.loads((checkpoint / STATE).read_text())
-    old = TrainConfig(**state["config"]).comparable()
-    new = config.comparable()
-    diff = [
-        f"{k}: {old.get(k)!r} before, {new.get(k)!r} now"
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k)
-    ]
-    if diff:
-        raise ValueError(
-            f"{checkpoint} was trained with other settings: {'; '.join(diff)}; resume with the same settings, or "
-            "train into another --out"
-        )
-    return state
-
-
 # ---- the loop ------------------------------------------------------------------------------------------
 def train(config: TrainConfig, *, progress_bar: bool = True, backend=None) -> TrainResult:
     """Train one head (see the module docstring); returns the losses and the evaluations."""
@@ -399,7 +244,7 @@ def train(config: TrainConfig, *, progress_bar: bool = True, backend=None) -> Tr
         raise FileExistsError(
             f"{out} holds checkpoints of an earlier run; pass --resume to continue it, or another --out"
         )
-    state = _check_resume(config, checkpoint) if checkpoint is not None else None
+    state = check_resume(config, checkpoint) if checkpoint is not None else None
     torch.manual_seed(config.seed)
     if backend is None:
         backend = HFBackend(
@@ -481,9 +326,9 @@ def train(config: TrainConfig, *, progress_bar: bool = True, backend=None) -> Tr
                 "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
             )
         if step % config.checkpoint_every == 0:
-            last_good = _save(out / f"checkpoint-{step}", backend, model, optimizer, step, config, lora)
+            last_good = save(out / f"checkpoint-{step}", backend, model, optimizer, step, config, lora)
     bar.close()
-    final = _save(out / "final", backend, model, None, config.steps, config, lora)
+    final = save(out / "final", backend, model, None, config.steps, config, lora)
     # score it as it was trained: `topreward score --model <out>/final` (or --adapter) needs no more flags
     scoring = {**json.loads(json.dumps(config.sampling)), "num_prefixes": config.num_points}
     (final / SCORING_FILE).write_text(json.dumps(scoring, indent=1) + "\n")

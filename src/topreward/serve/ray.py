@@ -13,16 +13,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from topreward.serve import HTTPError, RewardService, ServeLimits, route
+from topreward.extras import optional
+from topreward.serve.server import HTTPError, RewardService, ServeLimits, route
 
 
 def _ray():
-    try:
-        import ray
-        from ray import serve
-    except ImportError as e:
-        raise ImportError("the Ray Serve deployment needs Ray Serve: pip install 'topreward[ray]'") from e
-    return ray, serve
+    return optional("ray", "ray", "the Ray Serve deployment"), optional("ray.serve", "ray", "the Ray Serve deployment")
 
 
 class Replica:
@@ -98,7 +94,7 @@ def deploy(
 ) -> str:
     """Start the replicas and the ingress on the running Ray cluster (or a local one); returns the URL."""
     ray, serve = _ray()
-    from topreward.serve import check_port
+    from topreward.serve.server import check_port
 
     check_port(port)
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
