@@ -378,3 +378,25 @@ def test_annotate_into_dataset(tiny_model_dirs, tmp_path, capsys):
     )
     with pytest.raises(SystemExit):  # --out and --into-dataset: one or the other
         main(["annotate", str(root), "--into-dataset", "--out", str(tmp_path / "p.parquet"), *model])
+
+
+def test_rank_of_an_annotation_without_scores_ranks_nothing(scorer, tmp_path, capsys):
+    """Skipped and failed episodes get no rank: listed unranked after the scored ones, and a file in which
+    none has a score is an error that says why, not a ranking."""
+    mixed = annotate(
+        open_source(make_manifest(tmp_path / "m", 3, corrupt=(1,))),
+        scorer,
+        tmp_path / "a.parquet",
+        progress_bar=False,
+    ).out
+    assert main(["rank", str(mixed)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line[1:].split()[0] for line in lines] == ["1", "2", "-"] and "skipped" in lines[-1]
+    broken = make_manifest(tmp_path / "b", 2, corrupt=(0, 1))
+    out = annotate(open_source(broken), scorer, tmp_path / "b.parquet", progress_bar=False).out
+    assert main(["rank", str(out), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "none of its 2 episodes has a success score (2 skipped, 0 failed" in err and "nothing to rank" in err
+    )
+    assert not (tmp_path / "r.json").exists()

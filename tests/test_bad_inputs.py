@@ -333,7 +333,7 @@ def test_frames_of_mixed_sizes_name_the_file(files, scorer, tmp_path):
         scorer.score(frames, "open it", fps=4)
 
 
-@pytest.mark.parametrize("damage", ["no weights", "truncated weights", "no tokenizer"])
+@pytest.mark.parametrize("damage", ["no weights", "truncated weights", "no tokenizer", "no tokenizer.json"])
 def test_broken_model_folders(damage, tiny_model_dirs, tmp_path):
     from topreward.backends.hf import HFBackend
 
@@ -343,10 +343,15 @@ def test_broken_model_folders(damage, tiny_model_dirs, tmp_path):
         weights.unlink()
     elif damage == "truncated weights":
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "no tokenizer.json":  # transformers would ask for sentencepiece or tiktoken instead
+        (model / "tokenizer.json").unlink()
     else:
         for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
             (model / name).unlink(missing_ok=True)
-    expected = "no usable tokenizer" if damage == "no tokenizer" else "missing, truncated or damaged"
+    expected = {
+        "no tokenizer": "no usable tokenizer",
+        "no tokenizer.json": r"cannot load the tokenizer .*the folder has no tokenizer.json \(nor vocab.json and merges",
+    }.get(damage, "missing, truncated or damaged")
     with pytest.raises(ValueError, match=expected):
         HFBackend(str(model), device="cpu")
 

@@ -95,7 +95,7 @@ def test_demo_scores_a_held_out_episode_with_the_shipped_model(tmp_path, capsys)
 
 
 def test_demo_without_the_shipped_model_falls_back_to_a_tiny_one(tmp_path, monkeypatch, capsys):
-    import topreward.cli as cli
+    import topreward.cli.score as cli
 
     monkeypatch.setattr(cli, "DEMO_MODEL", "no_such_model")
     assert main(["demo", "--out", str(tmp_path)]) == 0

@@ -166,7 +166,7 @@ def test_oxe39_preset_runs_paper_conventions_unless_told():
     import argparse
 
     from topreward.bench.presets import preset
-    from topreward.cli import _given
+    from topreward.cli.flags import given as _given
 
     assert preset("oxe39")["conventions"] == "paper"
     assert _given(argparse.Namespace(argv=["bench", "--conventions=authors"]), "--conventions")

@@ -265,3 +265,58 @@ def test_lerobot_datasets_train_from_their_progress_column_or_as_demonstrations(
     (first, second) = load_episodes(plain, preparer)
     np.testing.assert_allclose(first.truth, [0, 0.5] * 3)
     assert len(second.truth) == 8
+
+
+@pytest.mark.parametrize("head", ["topreward", "progress", "completion", "contrast"])
+def test_training_reads_exactly_what_its_method_scores(tiny_model_dirs, head):
+    """A head's example is its method's own question, through the backend's own forward: the log-probs
+    training learns equal the values the method scores on the same frames (fast path, 1e-4). A prompt
+    style, cue or placeholder changed on one side only (e.g. hand-written prompts in the trainer) fails."""
+    from topreward.backends.base import ModelVideo
+    from topreward.scorers.registry import load_scorer
+    from topreward.train import METHOD_OF
+    from topreward.train.heads import answer_log_probs, examples_for, head_scorer
+    from topreward.train.loop import _Episode
+
+    from .conftest import colour_frames
+
+    backend = load_backend(tiny_model_dirs, "qwen3_vl")
+    video = ModelVideo(colour_frames(6, 32, 32), np.arange(0, 12, 2), 10.0)
+    truth = np.linspace(0, 1, 11)  # per source frame; the sampled frames sit at 0, 2, .., 10
+    config = TrainConfig(head, ["m.jsonl"], "m", "o", num_points=3, sampling={"size": (32, 32)})
+    examples = build_examples(config, backend, [_Episode("ep", "open the drawer", True, truth, video)], 0)
+    scorer = load_scorer(METHOD_OF[head], backend=backend, num_prefixes=3, size=(32, 32))  # path="fast"
+    points = scorer.evaluation_points(video)
+    with torch.inference_mode():
+        read = [tuple(t.double().cpu().numpy() for t in answer_log_probs(backend, ex)) for ex in examples]
+        out = scorer.compute(video, "open the drawer", points) if head != "contrast" else None
+    at = truth[video.source_indices[np.asarray(points) - 1]]
+    if head == "topreward":
+        np.testing.assert_allclose([nxt[0] for nxt, _ in read], out.signals["log_p_true"], atol=1e-4)
+        # the comparison sees a prompt that differs: the same examples in another prompt style do not match
+        raw = examples_for(
+            head,
+            head_scorer(head, backend, prompt_style="raw"),
+            video,
+            truth,
+            "open the drawer",
+            points,
+            "ep",
+        )
+        with torch.inference_mode():
+            other = [float(answer_log_probs(backend, ex)[0][0]) for ex in raw]
+        assert np.abs(np.asarray(other) - out.signals["log_p_true"]).max() > 1e-3
+    elif head == "progress":
+        levels = np.round(at * 10).astype(int)
+        chosen = np.asarray(out.signals["candidate_log_probs"])[np.arange(len(points)), levels]
+        np.testing.assert_allclose([span.sum() for _, span in read], chosen, atol=1e-4)
+    elif head == "completion":
+        expected = np.c_[out.signals["log_p_yes"], out.signals["log_p_no"]]
+        np.testing.assert_allclose([nxt for nxt, _ in read], expected, atol=1e-4)
+    else:  # contrast: each ordered pair's P(image 2 closer)
+        for ex, (nxt, _) in zip(examples, read):
+            k1, k2 = ([k for k in points if np.array_equal(img, video.frames[k - 1])][0] for img in ex.images)
+            with torch.inference_mode():
+                expected = scorer.p_second(video, "open the drawer", k1, k2)
+            np.testing.assert_allclose(np.exp(nxt[1] - np.logaddexp(nxt[0], nxt[1])), expected, atol=1e-4)
+    assert len(read) == (len(points) if head != "contrast" else 6)

@@ -127,3 +127,17 @@ def test_missing_capability_names_it_and_a_backend_that_has_it():
     with pytest.raises(ValueError, match="'multi_image'.*'text-only' lacks.*backend='transformers'"):
         require(TextOnly(), {"log_probs", "multi_image"}, "lrm-progress")
     require(TextOnly(), {"log_probs"}, "topreward")
+
+
+def test_the_engine_uses_the_current_cache_argument(backend):
+    """transformers 5.24 renamed the language model's `past_key_values=` to `cache=` (the old name warns
+    and goes in 5.40): every path passes the name the installed release takes, so nothing warns."""
+    import warnings
+
+    v = video(backend, 4)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*")
+        warnings.filterwarnings("error", category=FutureWarning, module="transformers")
+        cache = backend.video_cache(v, "", path="fast")
+        cache.score(mixed_requests(backend, [2, 4]))
+        cache.extend(colour_frames(2, *v.frames.shape[1:3]), [12, 15])

@@ -81,3 +81,15 @@ def test_torch_tensor_frames_are_accepted():
 
     ep = Episode.from_array(torch.from_numpy(colour_frames(3)), fps=3)
     assert ep.frames([0]).shape == (1, 64, 96, 3)
+
+
+def test_a_loader_that_returns_other_frames_than_asked_is_refused():
+    """An episode that declares 10 frames but whose loader has only 6 (e.g. a video shorter than its
+    metadata): asking for frames says so, naming the source, instead of scoring the wrong frames."""
+    frames = colour_frames(6)
+    ep = Episode(10, 5.0, lambda idx: frames[idx[idx < 6]], "open it", source="short.mp4")
+    assert len(ep.frames([0, 5])) == 2
+    with pytest.raises(ValueError, match=r"short.mp4: asked for 3 frames \(indices \[4, 7, 9\]\).*returned 1"):
+        ep.frames([4, 7, 9])
+    with pytest.raises(ValueError, match="declared length and its frames disagree"):
+        ep.frames()  # all of them

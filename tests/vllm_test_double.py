@@ -119,7 +119,7 @@ class ServerTestDouble:
         with self._lock, torch.inference_mode():
             kwargs = {"images": images} if images else {}
             inputs = b.processor(text=[text], return_tensors="pt", **kwargs)
-            logits = b.model(**b._to_device(inputs)).logits[0, -1].float()
+            logits = b.model(**b.to_device(inputs)).logits[0, -1].float()
             return torch.log_softmax(logits, dim=-1)
 
     def _check_ids(self, ids: list[int], vocab: int) -> None:

@@ -95,7 +95,15 @@ class Episode:
             raise IndexError(
                 f"{self.source}: frame indices must lie in [0, {self.num_frames}), got {idx.tolist()}"
             )
-        return self.loader(idx)
+        frames = self.loader(idx)
+        if len(frames) != len(idx):  # e.g. a video shorter than its metadata says
+            shown = idx.tolist() if len(idx) <= 8 else [*idx[:4].tolist(), "...", *idx[-2:].tolist()]
+            raise ValueError(
+                f"{self.source}: asked for {len(idx)} frames (indices {shown}) of its {self.num_frames}, its "
+                f"frame loader returned {len(frames)}: the episode's declared length and its frames disagree; "
+                "fix the source (or the num_frames it declares)"
+            )
+        return frames
 
     @property
     def duration(self) -> float:

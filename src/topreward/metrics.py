@@ -31,7 +31,9 @@ Conventions shared by all functions:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -100,6 +102,22 @@ def _prepare_pair(pred: ArrayLike, target: ArrayLike, min_length: int = 2) -> tu
         _check_min_length(p, "pred", min_length)
     _check_no_nan(t, "target")
     return p, t
+
+
+def _pair_metric(min_length: int = 2, failed: Any = float("nan")):
+    """The start every (pred, target) metric shares: both validated into 1-D float arrays (`_prepare_pair`),
+    and `failed` at once when `pred` holds NaN (a method that failed on the episode); the metric itself
+    then runs on clean arrays."""
+
+    def wrap(metric):
+        @functools.wraps(metric)
+        def checked(pred: ArrayLike, target: ArrayLike):
+            p, t = _prepare_pair(pred, target, min_length)
+            return failed if np.isnan(p).any() else metric(p, t)
+
+        return checked
+
+    return wrap
 
 
 def _rankdata(x: np.ndarray) -> np.ndarray:
@@ -208,6 +226,7 @@ def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:
     return float(u / (n_pos * n_neg))
 
 
+@_pair_metric()
 def kendall_tau_a(pred: ArrayLike, target: ArrayLike) -> float:
     """Kendall tau-a: (concordant - discordant) / (n(n-1)/2).
 
@@ -226,13 +245,11 @@ def kendall_tau_a(pred: ArrayLike, target: ArrayLike) -> float:
         ValueError: Fewer than 2 values, lengths differ, not 1-D, or NaN in ``target``.
         TypeError: Non-numeric input.
     """
-    p, t = _prepare_pair(pred, target)
-    if np.isnan(p).any():
-        return float("nan")
-    n = len(p)
-    return float(_concordance_by_last(p, t).sum() / (n * (n - 1) / 2.0))
+    n = len(pred)
+    return float(_concordance_by_last(pred, target).sum() / (n * (n - 1) / 2.0))
 
 
+@_pair_metric(failed=(float("nan"), float("nan")))
 def kendall_tau_trajectory(pred: ArrayLike, target: ArrayLike) -> tuple[float, float]:
     """SCORE's Kendall tau "avg" and "last" over the growing prefixes of one trajectory.
 
@@ -250,14 +267,12 @@ def kendall_tau_trajectory(pred: ArrayLike, target: ArrayLike) -> tuple[float, f
         ValueError: Fewer than 2 values, lengths differ, not 1-D, or NaN in ``target``.
         TypeError: Non-numeric input.
     """
-    p, t = _prepare_pair(pred, target)
-    if np.isnan(p).any():
-        return float("nan"), float("nan")
-    lengths = np.arange(2, len(p) + 1, dtype=np.float64)
-    taus = np.cumsum(_concordance_by_last(p, t))[1:] / (lengths * (lengths - 1) / 2.0)
+    lengths = np.arange(2, len(pred) + 1, dtype=np.float64)
+    taus = np.cumsum(_concordance_by_last(pred, target))[1:] / (lengths * (lengths - 1) / 2.0)
     return float(taus.mean()), float(taus[-1])
 
 
+@_pair_metric()
 def pearson(pred: ArrayLike, target: ArrayLike) -> float:
     """Pearson correlation coefficient.
 
@@ -273,10 +288,7 @@ def pearson(pred: ArrayLike, target: ArrayLike) -> float:
         ValueError: Fewer than 2 values, lengths differ, not 1-D, or NaN in ``target``.
         TypeError: Non-numeric input.
     """
-    p, t = _prepare_pair(pred, target)
-    if np.isnan(p).any():
-        return float("nan")
-    return _pearson_unchecked(p, t)
+    return _pearson_unchecked(pred, target)
 
 
 def pearson_per_trajectory(preds: Sequence[ArrayLike], targets: Sequence[ArrayLike]) -> float:
@@ -309,6 +321,7 @@ def pearson_per_trajectory(preds: Sequence[ArrayLike], targets: Sequence[ArrayLi
     return float(np.mean(rs))
 
 
+@_pair_metric(min_length=0)
 def pairwise_accuracy(pred: ArrayLike, target: ArrayLike) -> float:
     """Fraction of target-ordered pairs that the prediction orders the same way.
 
@@ -327,19 +340,17 @@ def pairwise_accuracy(pred: ArrayLike, target: ArrayLike) -> float:
         ValueError: Lengths differ, not 1-D, or NaN in ``target``.
         TypeError: Non-numeric input.
     """
-    p, t = _prepare_pair(pred, target, min_length=0)
-    if np.isnan(p).any():
-        return float("nan")
     n_valid = 0
     n_correct = 0
-    for j in range(1, len(p)):
-        st = np.sign(t[j] - t[:j])
+    for j in range(1, len(pred)):
+        st = np.sign(target[j] - target[:j])
         valid = st != 0
         n_valid += int(valid.sum())
-        n_correct += int((np.sign(p[j] - p[:j])[valid] == st[valid]).sum())
+        n_correct += int((np.sign(pred[j] - pred[:j])[valid] == st[valid]).sum())
     return float(n_correct / n_valid) if n_valid else float("nan")
 
 
+@_pair_metric(min_length=0)
 def direction_accuracy(pred: ArrayLike, target: ArrayLike) -> float:
     """Fraction of consecutive target changes whose direction the prediction gets right.
 
@@ -358,14 +369,11 @@ def direction_accuracy(pred: ArrayLike, target: ArrayLike) -> float:
         ValueError: Lengths differ, not 1-D, or NaN in ``target``.
         TypeError: Non-numeric input.
     """
-    p, t = _prepare_pair(pred, target, min_length=0)
-    if np.isnan(p).any():
-        return float("nan")
-    st = np.sign(np.diff(t))
+    st = np.sign(np.diff(target))
     valid = st != 0
     if not valid.any():
         return float("nan")
-    return float(np.mean(np.sign(np.diff(p))[valid] == st[valid]))
+    return float(np.mean(np.sign(np.diff(pred))[valid] == st[valid]))
 
 
 def monotonicity(values: ArrayLike) -> float:

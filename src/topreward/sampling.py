@@ -16,7 +16,6 @@ import numpy as np
 from topreward.config import check_types, option
 
 if TYPE_CHECKING:
-    from topreward.backends.base import ModelVideo
     from topreward.episode import Episode
 
 
@@ -48,6 +47,67 @@ class SamplingConfig:
             if len(self.size) != 2 or min(self.size) <= 0:
                 raise ValueError(f"size must be (height, width) with positive sides, got {self.size}")
             self.size = (int(self.size[0]), int(self.size[1]))
+
+
+@dataclass
+class ModelVideo:
+    """The frames a model sees for one episode: sampled once, resized once.
+
+    Attributes:
+        frames: uint8 RGB (N, h, w, 3) at model resolution.
+        source_indices: index in the source video of each sampled frame.
+        source_fps: frame rate of the source video.
+        rate: the sampling rate, when it is known exactly (default: the average over `source_indices`).
+    """
+
+    frames: np.ndarray
+    source_indices: np.ndarray
+    source_fps: float
+    rate: float | None = None
+
+    def __post_init__(self) -> None:
+        self.frames = np.asarray(self.frames)
+        self.source_indices = np.asarray(self.source_indices)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def sampled_fps(self) -> float:
+        """Rate of the sampled frames in frames per second of video time: `rate` when the sampler knows it
+        (a stream knows its stride before it holds two frames), else the average over the frames."""
+        if self.rate is not None:
+            return self.rate
+        span = (self.source_indices[-1] - self.source_indices[0]) / self.source_fps
+        return (len(self.source_indices) - 1) / span if span > 0 else self.source_fps
+
+
+def appended(video: ModelVideo, frames: np.ndarray, source_indices: np.ndarray | list[int]) -> ModelVideo:
+    """`video` with `frames` appended; error unless they match its frame shape and come after its last frame."""
+    frames = np.asarray(frames)
+    idx = np.asarray(source_indices, dtype=np.int64)
+    if frames.ndim != 4 or frames.shape[1:] != video.frames.shape[1:] or frames.dtype != video.frames.dtype:
+        raise ValueError(
+            f"new frames have shape {frames.shape} and dtype {frames.dtype}; they must be "
+            f"(n, {', '.join(map(str, video.frames.shape[1:]))}) {video.frames.dtype} like the cached video's "
+            "(prepare them with the same FramePreparer)"
+        )
+    if (
+        len(idx) != len(frames)
+        or (len(idx) and idx[0] <= video.source_indices[-1])
+        or np.any(np.diff(idx) <= 0)
+    ):
+        raise ValueError(
+            f"source_indices {idx.tolist()} must be increasing, one per new frame, after the last cached "
+            f"frame {int(video.source_indices[-1])}"
+        )
+    return ModelVideo(
+        np.concatenate([video.frames, frames]),
+        np.concatenate([video.source_indices, idx]),
+        video.source_fps,
+        video.rate,
+    )
 
 
 def sample_indices(num_frames: int, source_fps: float, fps: float, max_frames: int) -> np.ndarray:
@@ -118,7 +178,6 @@ class FramePreparer:
     patch_factor: int
 
     def __call__(self, episode: Episode) -> ModelVideo:
-        from topreward.backends.base import ModelVideo
         from topreward.episode import validate_frames
 
         cfg = self.sampling

@@ -185,6 +185,22 @@ def qwen3_vl_config(
     return Qwen3VLConfig(text_config=text, vision_config=vision, **_special_ids(tokenizer))
 
 
+def _small_vision(**arch: object) -> dict:
+    """A two-block Qwen-style vision tower of width 32 (merging 2x2 patches, 2 frames per group) into a
+    64-wide language model; `arch`: the family's own keys (patch size, windows, ...)."""
+    return {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "out_hidden_size": 64,
+        "initializer_range": 0.2,
+        **arch,
+    }
+
+
 def build_model(arch: Arch, tokenizer, *, seed: int = 0):
     """A random-weight model of the real architecture, sized to run in milliseconds on a CPU."""
     import torch
@@ -203,22 +219,10 @@ def build_model(arch: Arch, tokenizer, *, seed: int = 0):
             "rope_theta": 1_000_000.0,
             "mrope_section": [4, 2, 2],
         }
-        vision = {
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "tokens_per_second": 2,
-            "window_size": 56,
-            "out_hidden_size": 64,
-            "fullatt_block_indexes": [1],
-            "initializer_range": 0.2,
-        }
-        config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_special_ids(tokenizer))
-        model = Qwen2_5_VLForConditionalGeneration(config)
+        vision = _small_vision(patch_size=14, tokens_per_second=2, window_size=56, fullatt_block_indexes=[1])
+        model = Qwen2_5_VLForConditionalGeneration(
+            Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_special_ids(tokenizer))
+        )
     elif arch == "qwen3_5":
         from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
 
@@ -239,20 +243,10 @@ def build_model(arch: Arch, tokenizer, *, seed: int = 0):
                 "mrope_interleaved": True,
             },
         )
-        vision = {
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "out_hidden_size": 64,
-            "num_position_embeddings": 64,
-            "initializer_range": 0.2,
-        }
-        config = Qwen3_5Config(text_config=text, vision_config=vision, **_special_ids(tokenizer))
-        model = Qwen3_5ForConditionalGeneration(config)
+        vision = _small_vision(patch_size=16, num_position_embeddings=64)
+        model = Qwen3_5ForConditionalGeneration(
+            Qwen3_5Config(text_config=text, vision_config=vision, **_special_ids(tokenizer))
+        )
     elif arch == "molmo2":
         from transformers import Molmo2Config, Molmo2ForConditionalGeneration
 
@@ -303,7 +297,7 @@ def build_model(arch: Arch, tokenizer, *, seed: int = 0):
 
 
 def build_processor(arch: Arch, tokenizer):
-    if arch == "qwen3_vl":
+    if arch in ("qwen3_vl", "qwen3_5"):  # Qwen3.5 checkpoints ship Qwen3-VL's processor
         from transformers import Qwen3VLProcessor
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
@@ -325,18 +319,6 @@ def build_processor(arch: Arch, tokenizer):
             image_processor=Qwen2VLImageProcessor(patch_size=14, merge_size=2, size=size),
             tokenizer=tokenizer,
             video_processor=Qwen2VLVideoProcessor(size=size),
-            chat_template=CHAT_TEMPLATE,
-        )
-    if arch == "qwen3_5":  # Qwen3.5 checkpoints ship Qwen3-VL's processor
-        from transformers import Qwen3VLProcessor
-        from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
-        from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
-
-        size = {"shortest_edge": 32 * 32, "longest_edge": 256 * 32 * 32}
-        return Qwen3VLProcessor(
-            image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, size=size),
-            tokenizer=tokenizer,
-            video_processor=Qwen3VLVideoProcessor(size=size, cap_pixels_per_frame=False),
             chat_template=CHAT_TEMPLATE,
         )
     if arch == "molmo2":

@@ -20,68 +20,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+# the frames a model sees are made by sampling; every backend takes them
+from topreward.sampling import ModelVideo, appended  # noqa: F401  (re-exported)
+
 LOG_PROBS = "log_probs"
 PREFIX_SHARING = "prefix_sharing"
 GENERATION = "generation"
 MULTI_IMAGE = "multi_image"
 CAPABILITIES: tuple[str, ...] = (LOG_PROBS, PREFIX_SHARING, GENERATION, MULTI_IMAGE)
-
-
-@dataclass
-class ModelVideo:
-    """The frames a model sees for one episode: sampled once, resized once.
-
-    Attributes:
-        frames: uint8 RGB (N, h, w, 3) at model resolution.
-        source_indices: index in the source video of each sampled frame.
-        source_fps: frame rate of the source video.
-        rate: the sampling rate, when it is known exactly (default: the average over `source_indices`).
-    """
-
-    frames: np.ndarray
-    source_indices: np.ndarray
-    source_fps: float
-    rate: float | None = None
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.frames)
-
-    @property
-    def sampled_fps(self) -> float:
-        """Rate of the sampled frames in frames per second of video time: `rate` when the sampler knows it
-        (a stream knows its stride before it holds two frames), else the average over the frames."""
-        if self.rate is not None:
-            return self.rate
-        span = (self.source_indices[-1] - self.source_indices[0]) / self.source_fps
-        return (len(self.source_indices) - 1) / span if span > 0 else self.source_fps
-
-
-def appended(video: ModelVideo, frames: np.ndarray, source_indices: np.ndarray | list[int]) -> ModelVideo:
-    """`video` with `frames` appended; error unless they match its frame shape and come after its last frame."""
-    frames = np.asarray(frames)
-    idx = np.asarray(source_indices, dtype=np.int64)
-    if frames.ndim != 4 or frames.shape[1:] != video.frames.shape[1:] or frames.dtype != video.frames.dtype:
-        raise ValueError(
-            f"new frames have shape {frames.shape} and dtype {frames.dtype}; they must be "
-            f"(n, {', '.join(map(str, video.frames.shape[1:]))}) {video.frames.dtype} like the cached video's "
-            "(prepare them with the same FramePreparer)"
-        )
-    if (
-        len(idx) != len(frames)
-        or (len(idx) and idx[0] <= video.source_indices[-1])
-        or np.any(np.diff(idx) <= 0)
-    ):
-        raise ValueError(
-            f"source_indices {idx.tolist()} must be increasing, one per new frame, after the last cached "
-            f"frame {int(video.source_indices[-1])}"
-        )
-    return ModelVideo(
-        np.concatenate([video.frames, frames]),
-        np.concatenate([video.source_indices, idx]),
-        video.source_fps,
-        video.rate,
-    )
 
 
 @dataclass(frozen=True)

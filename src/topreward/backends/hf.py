@@ -13,6 +13,7 @@ packed requests on one KV cache (Qwen3-VL, Qwen2.5-VL), per-request recurrent-st
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from topreward.backends.base import (
     cut_at_stop,
 )
 from topreward.backends.families import QwenVLFamily, family_for, frame_grid
+from topreward.backends.loading import check_local_model, missing_tokenizer_files, pick_device, pick_dtype
 from topreward.backends.video_cache import TextTokens
 from topreward.prompts import PromptStyle
 
@@ -55,48 +57,7 @@ class PromptText:
     after: str
 
 
-def _pick_device(device: str | None) -> str:
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _pick_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-        "float16": torch.float16,
-        "fp16": torch.float16,
-    }
-    if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(table)}")
-    return table[dtype]
-
-
 ScoringPath = Literal["fast", "reference"]
-
-
-def _check_local_model(model: str) -> None:
-    """A model given as a path that does not exist is a missing folder, not a malformed Hub id."""
-    path = Path(model).expanduser()
-    looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
-    if looks_local and not path.exists():
-        raise ValueError(
-            f"cannot load model {model!r}: the folder {path} does not exist; pass an existing local model "
-            "folder or a Hub id such as Qwen/Qwen3-VL-8B-Instruct (`topreward make-tiny-model PATH` writes a "
-            "tiny offline one)"
-        )
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise ValueError(
-            f"cannot load model {model!r}: {path} has no config.json, so it is not a transformers model "
-            "folder; pass the folder that holds config.json and the weights, or a Hub id"
-        )
 
 
 class HFBackend:
@@ -140,9 +101,9 @@ class HFBackend:
         self.model_id = str(model)
         self.revision = revision
         self.path, self.batch_size = path, batch_size
-        self.device = _pick_device(device)
-        self.dtype = _pick_dtype(dtype, self.device)
-        _check_local_model(self.model_id)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        check_local_model(self.model_id)
         try:
             config = AutoConfig.from_pretrained(self.model_id, revision=revision)
         except OSError as e:
@@ -151,12 +112,24 @@ class HFBackend:
                 "(`topreward make-tiny-model PATH` writes a tiny offline one)"
             ) from e
         self.family: QwenVLFamily = family_for(config.model_type, self.model_id)
-        self.processor = AutoProcessor.from_pretrained(self.model_id, revision=revision)
+        try:
+            self.processor = AutoProcessor.from_pretrained(self.model_id, revision=revision)
+        except (ValueError, OSError) as e:
+            missing = missing_tokenizer_files(self.model_id)
+            if not missing:
+                raise
+            raise ValueError(
+                f"cannot load the tokenizer of model {self.model_id!r}: the folder has no {missing}; copy the "
+                "tokenizer files (tokenizer.json, tokenizer_config.json, ...) from the model's Hub repo into it"
+            ) from e
         tokenizer = self.processor.tokenizer
         if not tokenizer.encode("True", add_special_tokens=False):  # an empty vocabulary: files missing
+            missing = missing_tokenizer_files(self.model_id)
             raise ValueError(
-                f"model {self.model_id!r} has no usable tokenizer (it encodes no text); copy its tokenizer "
-                "files (tokenizer.json, tokenizer_config.json, ...) from the model's Hub repo into the folder"
+                f"model {self.model_id!r} has no usable tokenizer (it encodes no text"
+                + (f"; the folder has no {missing}" if missing else "")
+                + "); copy its tokenizer files (tokenizer.json, tokenizer_config.json, ...) from the model's Hub "
+                "repo into the folder"
             )
         try:
             model_obj = AutoModelForImageTextToText.from_pretrained(
@@ -299,7 +272,23 @@ class HFBackend:
                 f"{self.max_context}; lower `max_frames` or `fps`, or the resolution (`max_pixels` / `size`)"
             )
 
-    def _to_device(self, inputs) -> dict[str, torch.Tensor]:
+    def video_inputs(self, video: ModelVideo, k: int, before: str, text: str):
+        """Processor inputs of [before, frames 1..k of `video`, text]: the reference path's one forward
+        (frames as prepared, their real timestamps)."""
+        return self.processor(
+            text=[before + self.family.video_placeholder + text],
+            videos=[video.frames[:k]],
+            video_metadata=[self.prefix_metadata(video, k)],
+            return_tensors="pt",
+            **self.processor_kwargs(),
+        )
+
+    def image_inputs(self, prompt: str, images: list[np.ndarray], text: str):
+        """Processor inputs of an image prompt (`image_chat`) followed by `text`."""
+        return self.processor(text=[prompt + text], images=list(images), return_tensors="pt", do_resize=False)
+
+    def to_device(self, inputs) -> dict[str, torch.Tensor]:
+        """Processor outputs on the model's device."""
         # only pixels take the model's dtype: e.g. Qwen2.5-VL's seconds-per-group must stay float32,
         # or bf16 rounding would move its temporal positions
         return {
@@ -308,8 +297,13 @@ class HFBackend:
             if isinstance(v, torch.Tensor)
         }
 
-    def forward_answer(self, inputs, text: str, request: Request) -> Answer:
-        """One plain forward of processor `inputs` whose sequence ends with `text`; reads `request`'s answer."""
+    def answer_tensors(self, inputs, text: str, request: Request) -> tuple[torch.Tensor, torch.Tensor]:
+        """One plain forward of processor `inputs` whose sequence ends with `text`: the log-probs of
+        `request.tokens` after it and of its span's tokens, float32 on the device.
+
+        Autograd is the caller's: the scorer runs this in inference mode, `topreward train` takes
+        gradients through it (`topreward.train.heads`), so both read the same forward.
+        """
         tokens = TextTokens.of(self.processor.tokenizer, text)
         ids, n = inputs["input_ids"][0], len(tokens.ids)
         self.check_context(len(ids))
@@ -317,19 +311,23 @@ class HFBackend:
             raise RuntimeError(
                 f"the tokens of {text[:60]!r} change when it follows the video; start it with a space"
             )
-        logits = self.model(**self._to_device(inputs), logits_to_keep=n + 1).logits[0].float()
+        logits = self.model(**self.to_device(inputs), logits_to_keep=n + 1).logits[0].float()
         log_probs = torch.log_softmax(logits, dim=-1)  # row j predicts text token j; row n the next token
-        nxt = (
-            log_probs[n, list(request.tokens)].detach().cpu().numpy().astype(np.float64)
-            if request.tokens
-            else np.zeros(0)
-        )
+        nxt = log_probs[n, list(request.tokens)] if request.tokens else log_probs.new_zeros(0)
         if request.span is None:
-            return Answer(nxt)
+            return nxt, log_probs.new_zeros(0)
         j0, j1 = tokens.span_tokens(request.span, text)
-        targets = tokens.ids[j0:j1].tolist()
-        span = log_probs[torch.arange(j0, j1), targets].detach().cpu().numpy().astype(np.float64)
-        return Answer(nxt, span, tuple(targets))
+        rows = torch.arange(j0, j1, device=log_probs.device)
+        return nxt, log_probs[rows, tokens.ids[j0:j1].to(log_probs.device)]
+
+    def forward_answer(self, inputs, text: str, request: Request) -> Answer:
+        """`answer_tensors` as an `Answer` (numpy float64)."""
+        nxt, span = self.answer_tensors(inputs, text, request)
+        if request.span is None:
+            return Answer(_numpy(nxt))
+        tokens = TextTokens.of(self.processor.tokenizer, text)
+        j0, j1 = tokens.span_tokens(request.span, text)
+        return Answer(_numpy(nxt), _numpy(span), tuple(tokens.ids[j0:j1].tolist()))
 
     def last_token_log_probs(
         self,
@@ -361,7 +359,7 @@ class HFBackend:
         )
         ids = inputs["input_ids"][0]
         self.check_context(len(ids))
-        logits = self.model(**self._to_device(inputs), logits_to_keep=2).logits[0, 0]
+        logits = self.model(**self.to_device(inputs), logits_to_keep=2).logits[0, 0]
         log_probs = torch.log_softmax(logits.float() if upcast else logits, dim=-1)
         return log_probs[[int(ids[-1]), *extra]].float().detach().cpu().numpy().astype(np.float64)
 
@@ -449,7 +447,7 @@ class HFBackend:
         if sample:
             torch.manual_seed(generation.seed)
         out = self.model.generate(
-            **self._to_device(inputs),
+            **self.to_device(inputs),
             max_new_tokens=generation.max_new_tokens,
             do_sample=sample,
             temperature=generation.temperature if sample else None,
@@ -491,10 +489,7 @@ class HFBackend:
         if path == "reference" or self.family.fast_path != "packed":
             answers = []
             for r in requests:
-                inputs = self.processor(
-                    text=[prompt + r.text], images=list(images), return_tensors="pt", do_resize=False
-                )
-                answers.append(self.forward_answer(inputs, r.text, r))
+                answers.append(self.forward_answer(self.image_inputs(prompt, images, r.text), r.text, r))
             return answers
         return self._image_log_probs_shared(prompt, images, requests, batch_size or self.batch_size)
 
@@ -518,8 +513,9 @@ class HFBackend:
             raise RuntimeError(
                 "an image prompt must end with text (e.g. the assistant header) before the answer"
             )
-        out = self.model(**self._to_device(inputs), use_cache=True, logits_to_keep=1)
-        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        out = self.model(**self.to_device(inputs), use_cache=True, logits_to_keep=1)
+        cache = out.cache if "cache" in out else out.past_key_values  # renamed `cache` in transformers 5.24
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
         item = (Piece.empty(), len(ids), int(pos[0, -1]) + 1)
         answers = []
         for i in range(0, len(requests), batch_size):
@@ -536,9 +532,7 @@ class ReferenceVideoCache:
 
     def __init__(self, backend: HFBackend, video: ModelVideo, before: str) -> None:
         self.backend, self.before = backend, before
-        self.video = ModelVideo(
-            np.asarray(video.frames), np.asarray(video.source_indices), video.source_fps, video.rate
-        )
+        self.video = dataclasses.replace(video)  # its own: `extend` replaces it, never the caller's
 
     def score(self, requests: list[Request]) -> list[Answer]:
         b = self.backend
@@ -548,18 +542,16 @@ class ReferenceVideoCache:
                 raise ValueError(
                     f"prefix {r.prefix} is outside the video's 1..{self.video.num_frames} frames"
                 )
-            inputs = b.processor(
-                text=[self.before + b.family.video_placeholder + r.text],
-                videos=[self.video.frames[: r.prefix]],
-                video_metadata=[b.prefix_metadata(self.video, r.prefix)],
-                return_tensors="pt",
-                **b.processor_kwargs(),
-            )
+            inputs = b.video_inputs(self.video, r.prefix, self.before, r.text)
             answers.append(b.forward_answer(inputs, r.text, r))
         return answers
 
     def extend(self, frames: np.ndarray, source_indices) -> None:
         self.video = appended(self.video, frames, source_indices)
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy().astype(np.float64)
 
 
 def _stack(answers: list[Answer]) -> np.ndarray:

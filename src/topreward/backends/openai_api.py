@@ -40,6 +40,7 @@ from `TOPREWARD_API_KEY`, else `OPENAI_API_KEY`; it is sent as a bearer token on
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import http.client
 import io
@@ -478,9 +479,7 @@ class ServerVideoCache:
 
     def __init__(self, backend: OpenAIServerBackend, video: ModelVideo, before: str) -> None:
         self.backend, self.before = backend, before
-        self.video = ModelVideo(
-            np.asarray(video.frames), np.asarray(video.source_indices), video.source_fps, video.rate
-        )
+        self.video = dataclasses.replace(video)  # its own: `extend` replaces it, never the caller's
         self._parts: list[dict | None] = [None] * video.num_frames
 
     def _images(self, k: int) -> list[dict]:

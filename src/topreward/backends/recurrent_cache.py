@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from topreward.backends.base import Answer, ModelVideo, Request
-from topreward.backends.video_cache import Piece, VideoCache, _embed, collect_answers
+from topreward.backends.video_cache import Piece, VideoCache, _embed, cache_arg, collect_answers
 
 if TYPE_CHECKING:
     from topreward.backends.hf import HFBackend
@@ -72,9 +72,8 @@ class RecurrentVideoCache(VideoCache):
                 embeds, pos, kwargs = _embed(
                     self.backend, [Piece.of_layout(full, start, end, self.bank)], self.bank
                 )
-                self.backend.model.model.language_model(
-                    inputs_embeds=embeds, position_ids=pos, past_key_values=cache, use_cache=True, **kwargs
-                )
+                lm = self.backend.model.model.language_model
+                lm(inputs_embeds=embeds, position_ids=pos, use_cache=True, **cache_arg(lm, cache), **kwargs)
                 self.lm_tokens += end - start
             self._snapshots[end] = self._snapshot(cache) if end else []
             start = end
@@ -118,11 +117,12 @@ class RecurrentVideoCache(VideoCache):
                 own.rows,
             )
             embeds, pos, kwargs = _embed(self.backend, [piece], self.bank)
-            hidden = self.backend.model.model.language_model(
+            lm = self.backend.model.model.language_model
+            hidden = lm(
                 inputs_embeds=embeds,
                 position_ids=pos,
-                past_key_values=self._cache_at(sees),
                 use_cache=True,
+                **cache_arg(lm, self._cache_at(sees)),
                 **kwargs,
             ).last_hidden_state[0]
             text_start, reads = len(own.ids), []

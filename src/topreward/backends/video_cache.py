@@ -26,6 +26,9 @@ once per distinct text against the tokenizer and `get_rope_index` on the whole s
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -219,6 +222,18 @@ class Piece:
         return cls(lay.input_ids[a:b], lay.position_ids[:, a:b], bank.rows(lay, torch.arange(lo, hi)))
 
 
+@functools.cache
+def _cache_keyword(module_type: type) -> str:
+    params = inspect.signature(module_type.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def cache_arg(module: torch.nn.Module, cache) -> dict:
+    """`{keyword: cache}` for `module`'s forward: transformers 5.24 renamed `past_key_values=` to `cache=`
+    (the old name warns, and goes in 5.40); the package admits releases before and after."""
+    return {_cache_keyword(type(module)): cache}
+
+
 def _embed(backend: HFBackend, pieces: list[Piece], bank: FeatureBank):
     """Input embeddings, positions and vision kwargs for the concatenation of `pieces`."""
     model = backend.model
@@ -308,9 +323,7 @@ class VideoCache:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.backend, self.before, self.batch_size = backend, before, batch_size
-        self.video = ModelVideo(
-            np.asarray(video.frames), np.asarray(video.source_indices), video.source_fps, video.rate
-        )
+        self.video = dataclasses.replace(video)  # its own: `extend` replaces it, never the caller's
         self.bank = FeatureBank()
         self.lm_tokens = 0  # language-model tokens run so far (accounting for tests and benchmarks)
         self._kv: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -363,9 +376,8 @@ class VideoCache:
             embeds, pos, kwargs = _embed(
                 self.backend, [Piece.of_layout(full, keep, target, self.bank)], self.bank
             )
-            self.backend.model.model.language_model(
-                inputs_embeds=embeds, position_ids=pos, past_key_values=cache, use_cache=True, **kwargs
-            )
+            lm = self.backend.model.model.language_model
+            lm(inputs_embeds=embeds, position_ids=pos, use_cache=True, **cache_arg(lm, cache), **kwargs)
             self.lm_tokens += target - keep
         self._kv = [(layer.keys, layer.values) for layer in cache.layers]
         self._kv_layout, self._kv_len = full, target
@@ -539,12 +551,13 @@ def score_on_cache(
     cache_len = max(v[1] if isinstance(v, tuple) else v for v in visible)
     mask = suffix_mask(visible, lengths, cache_len, embeds.dtype, backend.device)
     cache = DynamicCache(ddp_cache_data=[(k[:, :, :cache_len], v[:, :, :cache_len]) for k, v in kv])
-    hidden = backend.model.model.language_model(
+    lm = backend.model.model.language_model
+    hidden = lm(
         inputs_embeds=embeds,
         position_ids=pos,
         attention_mask=mask,
-        past_key_values=cache,
         use_cache=True,
+        **cache_arg(lm, cache),
         **kwargs,
     ).last_hidden_state[0]
     rows = torch.tensor([row for _, row, _ in reads], device=hidden.device)
@@ -560,6 +573,7 @@ def collect_answers(
     `reads[i]` = (request index, row, target): row i of `log_probs` is a span token's distribution when
     target >= 0 (its log-prob at `target` is kept), else the next-token distribution after the request.
     """
+    log_probs = log_probs.detach()  # answers are numbers; autograd stays with the caller of the forward
     spans: list[list[tuple[float, int]]] = [[] for _ in requests]
     nexts = [np.zeros(0) for _ in requests]
     for row, (i, _, target) in enumerate(reads):

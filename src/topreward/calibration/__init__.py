@@ -38,7 +38,10 @@ its rule, the metrics, the number of episodes of each class on each side, what t
 package version and the date. `Calibration.apply(result)` adds `success_probability` and `success` to a
 `ScoreResult`; applying a calibration to scores of another method or value is an error.
 
-All numerics are numpy only; tests hold them to scikit-learn's on seeded data.
+All numerics are numpy only; tests hold them to scikit-learn's on seeded data. The package: `fit` (the
+mappings, threshold and split), `labelled` (reading labelled scores), `model` (`Calibration` and
+`fit_calibration`). It imports only the basics (metrics, plot, worklog, atomic writes), so every layer
+above may apply a calibration.
 """
 
 from topreward.calibration.fit import fit_isotonic, fit_platt, stratified_split, youden_threshold

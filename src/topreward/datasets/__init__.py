@@ -7,6 +7,8 @@
 - any other folder: `VideoFolderSource` (every video in it, with a manifest or one instruction);
 - a video file: a one-episode source (needs `instruction=`);
 - "owner/name" that is not a local path: `LeRobotSource` downloaded from the Hugging Face Hub.
+
+It imports only the basics (episode, video, worklog).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Online rewards for RL: a gymnasium wrapper on streaming sessions (`topreward.stream`). Extra `[rl]`."""
+"""Online rewards for RL: a gymnasium wrapper on streaming sessions (`topreward.stream`). Extra `[rl]`.
+
+It imports the stream and the basics; a scorer is handed to it, never imported.
+"""
 
 from __future__ import annotations
 

@@ -130,6 +130,16 @@ def contrast_parts(
     return [f"Image {a}:", image_1, f"\nImage {b}:", image_2, "\n" + question]
 
 
+@dataclass
+class ImageQuery:
+    """One question of an LRM head: its chat turn (text with the model's image markers), the images, and
+    the requests whose answers are read after it (what `topreward train` trains, too)."""
+
+    prompt: str
+    images: list[np.ndarray]
+    requests: list[Request]
+
+
 def subsample_points(points: list[int], max_points: int) -> list[int]:
     """At most `max_points` of `points`, spread uniformly, the first and the last kept."""
     if len(points) <= max_points:
@@ -196,13 +206,17 @@ class LRMProgressScorer(Scorer):
         n = len(PROGRESS_CUE)
         return [Request(num_images, PROGRESS_CUE + c, span=(n, n + len(c))) for c in PROGRESS_CANDIDATES]
 
-    def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
+    def query(self, video: ModelVideo, instruction: str, k: int) -> ImageQuery:
+        """The question at point k: [anchor,] the k-th frame, and one span request per candidate."""
         first = video.frames[0] if self.config.anchor else None
+        prompt, images = self.backend.image_chat(progress_parts(instruction, video.frames[k - 1], first))
+        return ImageQuery(prompt, images, self.requests(len(images)))
+
+    def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
         log_probs = np.empty((len(points), len(PROGRESS_CANDIDATES)))
         for row, k in enumerate(points):
-            prompt, images = self.backend.image_chat(progress_parts(instruction, video.frames[k - 1], first))
-            answers = self.image_log_probs(prompt, images, self.requests(len(images)))
-            log_probs[row] = [a.span.sum() for a in answers]
+            q = self.query(video, instruction, k)
+            log_probs[row] = [a.span.sum() for a in self.image_log_probs(q.prompt, q.images, q.requests)]
         expected = _softmax(log_probs) @ np.asarray(PROGRESS_LEVELS)
         signals = {"expected_progress": expected, "candidate_log_probs": log_probs.tolist()}
         return MethodOutput(expected, signals, progress=np.clip(expected, 0.0, 1.0))
@@ -235,13 +249,18 @@ class LRMCompletionScorer(Scorer):
         self.token_ids = _answer_ids(self.backend, self.name, {"yes": cfg.yes, "no": cfg.no})
         self.cue = _cue(COMPLETION_CUE, cfg.yes)
 
-    def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
+    def query(self, video: ModelVideo, instruction: str, k: int) -> ImageQuery:
+        """The question at point k: the k-th frame; the request reads the yes and no tokens after the cue."""
         cfg = self.config
+        parts = completion_parts(instruction, video.frames[k - 1], cfg.yes, cfg.no)
+        prompt, images = self.backend.image_chat(parts)
+        return ImageQuery(prompt, images, [Request(1, self.cue, self.token_ids)])
+
+    def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
         log_probs = np.empty((len(points), 2))
         for row, k in enumerate(points):
-            parts = completion_parts(instruction, video.frames[k - 1], cfg.yes, cfg.no)
-            prompt, images = self.backend.image_chat(parts)
-            (answer,) = self.image_log_probs(prompt, images, [Request(1, self.cue, self.token_ids)])
+            q = self.query(video, instruction, k)
+            (answer,) = self.image_log_probs(q.prompt, q.images, q.requests)
             log_probs[row] = answer.next
         p_yes = _pair_probability(log_probs)
         signals = {"log_p_yes": log_probs[:, 0], "log_p_no": log_probs[:, 1]}
@@ -285,12 +304,17 @@ class LRMContrastScorer(Scorer):
     def evaluation_points(self, video: ModelVideo) -> list[int]:
         return subsample_points(super().evaluation_points(video), self.config.max_points)
 
-    def p_second(self, video: ModelVideo, instruction: str, k1: int, k2: int) -> float:
-        """P(the second image is closer to completion) with the frames of points k1, k2 in that order."""
+    def query(self, video: ModelVideo, instruction: str, k1: int, k2: int) -> ImageQuery:
+        """The question about the frames of points k1 (image 1) and k2 (image 2): which is closer to done."""
         cfg = self.config
         parts = contrast_parts(instruction, video.frames[k1 - 1], video.frames[k2 - 1], cfg.first, cfg.second)
         prompt, images = self.backend.image_chat(parts)
-        (answer,) = self.image_log_probs(prompt, images, [Request(2, self.cue, self.token_ids)])
+        return ImageQuery(prompt, images, [Request(2, self.cue, self.token_ids)])
+
+    def p_second(self, video: ModelVideo, instruction: str, k1: int, k2: int) -> float:
+        """P(the second image is closer to completion) with the frames of points k1, k2 in that order."""
+        q = self.query(video, instruction, k1, k2)
+        (answer,) = self.image_log_probs(q.prompt, q.images, q.requests)
         return float(_pair_probability(answer.next[::-1]))
 
     def compute_online(

@@ -1,7 +1,11 @@
 """Fine-tuning reward models on your own robot data (`topreward train`): LRM heads and a TOPReward head.
 
 `train(TrainConfig(...))` runs it (`topreward.train.loop`); the heads and their losses are in
-`topreward.train.heads`. The names here import without torch (the CLI's `--help` reads `HEADS`).
+`topreward.train.heads`, checkpoints in `checkpoints`, the run's settings in `config`. The names here
+import without torch (the CLI's `--help` reads `HEADS`).
+
+It imports the methods (a head's prompt and forward are its method's), the engine and the basics; only the
+command line imports it.
 """
 
 from __future__ import annotations

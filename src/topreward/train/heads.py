@@ -1,15 +1,18 @@
 """The four trainable heads: how an episode becomes examples, and each example's loss (with gradients).
 
-Every head trains the answer the matching zero-shot method reads, with the same prompt, so a trained
-model is scored by that method unchanged:
+A head trains the answer the matching zero-shot method reads, and it asks the method itself for the
+question: the prompt, the images or video prefix, and the request whose answer is read come from the
+scorer (`TOPRewardScorer.requests_for`, `LRM*Scorer.query`), and the forward is the backend's own
+(`HFBackend.answer_tensors`, the reference path's forward with autograd left on). So a trained model is
+scored by that method unchanged, and a prompt style or answer cue cannot differ between the two.
 
 * `topreward` -> method `topreward`: after each video prefix and the TOPReward prompt, the probability of
   " True" should equal the prefix's ground-truth progress p (soft target). Loss: binary cross-entropy
   between p and P(" True") — the full-vocabulary probability of the answer token, not renormalised —
   `-(p log P + (1 - p) log(1 - P))`, with log(1 - P) computed as log1p(-exp(log P)).
 * `progress` -> `lrm-progress` (LRM Eq.3): the first frame as anchor, the current frame, the question;
-  the target is the completion level nearest to the ground truth, written " 0.0" .. " 1.0" after the cue
-  "Progress:". Loss: cross-entropy of that answer's tokens (SFT).
+  the target is the completion level nearest to the ground truth, " 0.0" .. " 1.0" after the cue
+  "Progress:". Loss: cross-entropy of that candidate's tokens (SFT).
 * `completion` -> `lrm-completion` (LRM Eq.4): the current frame; target " yes" when the frame shows the
   task done (ground truth >= `done_at`), " no" otherwise. Loss: cross-entropy of the answer token (SFT).
 * `contrast` -> `lrm-contrast` (LRM Eq.2): two frames of one episode with different ground truth, in both
@@ -26,64 +29,67 @@ point's source frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
-from topreward.backends.base import ModelVideo
-from topreward.backends.video_cache import TextTokens
+from topreward.backends.base import ModelVideo, Request
 from topreward.train import HEADS, METHOD_OF
 
-__all__ = ["HEADS", "METHOD_OF", "Example", "examples_for", "loss"]
+__all__ = ["HEADS", "METHOD_OF", "Example", "answer_log_probs", "examples_for", "head_scorer", "loss"]
 
 
 @dataclass
 class Example:
-    """One training example: chat/video parts, the text after them, and what to learn there."""
+    """One training example: the method's request, what precedes it, and what to learn there.
+
+    Attributes:
+        request: the scorer's request (its text follows the video prefix or the image prompt).
+        video, before: a video whose first `request.prefix` frames follow the text `before`; or
+        prompt, images: an image prompt (the model's chat turn with its image markers) and its images.
+        target: the soft target (topreward) or the index of the answer token to learn (completion,
+            contrast); the progress head learns the request's span.
+    """
 
     episode: str
-    prompt: str  # the full text up to the answer (with the model's image/video markers)
-    images: list[np.ndarray] = field(default_factory=list)
+    request: Request
     video: ModelVideo | None = None
-    answer: str = ""  # a continuation whose tokens are learned (SFT); or
-    read: tuple[int, ...] = ()  # token ids read at the end (soft target or pair)
-    target: float = 0.0  # soft target (topreward) or index of the preferred id (contrast)
+    before: str = ""
+    prompt: str = ""
+    images: list[np.ndarray] = field(default_factory=list)
+    target: float = 0.0
 
 
-def _forward_log_probs(backend, ex: Example) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-probs of the answer's tokens, log-probs of `read` ids after the answer), with gradients."""
-    text = ex.prompt + ex.answer
-    kwargs: dict[str, Any] = {}
+def head_scorer(head: str, backend, **sampling):
+    """The method that scores with `head`'s answer (`METHOD_OF`), on `backend`'s reference path."""
+    from topreward.scorers.registry import load_scorer
+
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    return load_scorer(METHOD_OF[head], backend=backend, path="reference", **sampling)
+
+
+def answer_log_probs(backend, ex: Example) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probs of the request's next tokens, log-probs of its span's tokens), with gradients."""
+    r = ex.request
     if ex.video is not None:
-        kwargs.update(
-            videos=[ex.video.frames],
-            video_metadata=[backend.prefix_metadata(ex.video, ex.video.num_frames)],
-            **backend.processor_kwargs(),
-        )
-    if ex.images:
-        kwargs.update(images=list(ex.images), do_resize=False)
-    inputs = backend.processor(text=[text], return_tensors="pt", **kwargs)
-    ids = inputs["input_ids"][0]
-    n = len(TextTokens.of(backend.processor.tokenizer, ex.answer).ids) if ex.answer else 0
-    logits = backend.model(**backend._to_device(inputs), logits_to_keep=n + 1).logits[0].float()
-    log_probs = torch.log_softmax(logits, dim=-1)  # row j predicts answer token j; the last row what follows
-    device = log_probs.device
-    answer_ids = ids[len(ids) - n :].to(device)
-    span = log_probs[torch.arange(n, device=device), answer_ids] if n else log_probs.new_zeros(0)
-    nxt = log_probs[n, list(ex.read)] if ex.read else log_probs.new_zeros(0)
-    return span, nxt
+        inputs = backend.video_inputs(ex.video, r.prefix, ex.before, r.text)
+    else:
+        inputs = backend.image_inputs(ex.prompt, ex.images, r.text)
+    return backend.answer_tensors(inputs, r.text, r)
 
 
 def loss(head: str, backend, ex: Example) -> torch.Tensor:
     """The head's loss on one example (a scalar with gradients)."""
-    span, nxt = _forward_log_probs(backend, ex)
+    nxt, span = answer_log_probs(backend, ex)
     if head == "topreward":
         log_p = nxt[0].clamp(max=-1e-6)  # log P(" True") < 0 keeps log(1 - P) finite
         p = torch.tensor(ex.target, dtype=log_p.dtype, device=log_p.device)
         return -(p * log_p + (1 - p) * torch.log1p(-torch.exp(log_p)))
-    if head in ("progress", "completion"):
-        return -(span.sum() if head == "progress" else nxt[0])
+    if head == "progress":
+        return -span.sum()
+    if head == "completion":
+        return -nxt[int(ex.target)]
     if head == "contrast":
         return -(nxt[int(ex.target)] - torch.logsumexp(nxt, dim=0))
     raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
@@ -91,7 +97,7 @@ def loss(head: str, backend, ex: Example) -> torch.Tensor:
 
 def examples_for(
     head: str,
-    backend,
+    scorer,
     video: ModelVideo,
     truth: np.ndarray,
     instruction: str,
@@ -102,46 +108,32 @@ def examples_for(
     max_pairs: int = 8,
     rng: np.random.Generator | None = None,
 ) -> list[Example]:
-    """A head's examples for one episode: `truth` is the per-source-frame ground truth."""
-    from topreward.scorers.lrm import (
-        COMPLETION_CUE,
-        CONTRAST_CUE,
-        PROGRESS_CANDIDATES,
-        PROGRESS_CUE,
-        _cue,
-        completion_parts,
-        contrast_parts,
-        progress_parts,
-    )
-    from topreward.scorers.topreward import format_prompt
-
+    """A head's examples for one episode, asked of its method `scorer` (`head_scorer`); `truth` is the
+    per-source-frame ground truth."""
     at = [float(truth[int(video.source_indices[k - 1])]) for k in points]
     out: list[Example] = []
     if head == "topreward":
-        prompt = backend.prompt_text("authors", format_prompt(instruction))
-        true_id = backend.token_id(" True")
-        for k, p in zip(points, at):
-            prefix = ModelVideo(video.frames[:k], video.source_indices[:k], video.source_fps, video.rate)
-            text = prompt.before + backend.family.video_placeholder + prompt.after
-            out.append(Example(episode, text, video=prefix, read=(true_id,), target=p))
+        before = scorer.text_before_video()
+        for r, p in zip(scorer.requests_for([instruction], points), at):
+            out.append(Example(episode, r, video=video, before=before, target=p))
     elif head == "progress":
         for k, p in zip(points, at):
-            chat, images = backend.image_chat(
-                progress_parts(instruction, video.frames[k - 1], video.frames[0])
-            )
-            level = PROGRESS_CANDIDATES[int(round(np.clip(p, 0, 1) * 10))]
-            out.append(Example(episode, chat + PROGRESS_CUE, images, answer=level))
+            query = scorer.query(video, instruction, k)
+            level = int(round(np.clip(p, 0, 1) * 10))  # the candidate " 0.0" .. " 1.0" nearest the truth
+            out.append(Example(episode, query.requests[level], prompt=query.prompt, images=query.images))
     elif head == "completion":
-        yes, no = backend.token_id(" yes"), backend.token_id(" no")
         for k, p in zip(points, at):
-            chat, images = backend.image_chat(completion_parts(instruction, video.frames[k - 1]))
+            query = scorer.query(video, instruction, k)
             out.append(
                 Example(
-                    episode, chat + _cue(COMPLETION_CUE, " yes"), images, read=(yes if p >= done_at else no,)
+                    episode,
+                    query.requests[0],
+                    prompt=query.prompt,
+                    images=query.images,
+                    target=0 if p >= done_at else 1,  # the answer token: yes (done) or no
                 )
             )
     elif head == "contrast":
-        ids = (backend.token_id("1"), backend.token_id("2"))
         pairs = [
             (i, j)
             for i in range(len(points))
@@ -152,16 +144,10 @@ def examples_for(
         if len(pairs) > max_pairs:
             pairs = [pairs[t] for t in sorted(rng.choice(len(pairs), max_pairs, replace=False))]
         for i, j in pairs:
-            a, b = video.frames[points[i] - 1], video.frames[points[j] - 1]
-            chat, images = backend.image_chat(contrast_parts(instruction, a, b))
+            query = scorer.query(video, instruction, points[i], points[j])
+            target = 0 if at[i] > at[j] else 1  # the answer naming the image closer to completion
             out.append(
-                Example(
-                    episode,
-                    chat + _cue(CONTRAST_CUE, "1"),
-                    images,
-                    read=ids,
-                    target=0 if at[i] > at[j] else 1,
-                )
+                Example(episode, query.requests[0], prompt=query.prompt, images=query.images, target=target)
             )
     else:
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")

@@ -41,7 +41,7 @@ from topreward.sampling import SamplingConfig
 from topreward.scorers.registry import SCORING_FILE
 from topreward.train.checkpoints import check_resume, latest_checkpoint, save
 from topreward.train.config import RESUMABLE, TrainConfig, TrainingDiverged, TrainResult  # noqa: F401
-from topreward.train.heads import METHOD_OF, Example, examples_for, loss
+from topreward.train.heads import Example, examples_for, head_scorer, loss
 
 logger = logging.getLogger(__name__)
 
@@ -129,16 +129,23 @@ def split(episodes: list[_Episode], fraction: float, seed: int) -> tuple[list[_E
     ]
 
 
+def scorer_for(config: TrainConfig, backend):
+    """The method that scores with the trained head (`heads.METHOD_OF`), with the run's sampling: it writes
+    the examples' prompts and requests, and evaluates on the validation episodes."""
+    return head_scorer(config.head, backend, num_prefixes=config.num_points, **config.sampling)
+
+
 def build_examples(config: TrainConfig, backend, episodes: list[_Episode], seed: int) -> list[Example]:
     from topreward.sampling import prefix_lengths
 
+    scorer = scorer_for(config, backend)
     rng = np.random.default_rng(seed)
     out = []
     for ep in episodes:
         points = prefix_lengths(ep.video.num_frames, config.num_points)
         out += examples_for(
             config.head,
-            backend,
+            scorer,
             ep.video,
             ep.truth,
             ep.instruction,
@@ -186,7 +193,6 @@ def evaluate(
     import torch
 
     from topreward import metrics
-    from topreward.scorers.registry import load_scorer
 
     model = backend.model
     was_training = model.training
@@ -196,13 +202,7 @@ def evaluate(
         with torch.inference_mode():
             if examples:
                 out["val_loss"] = float(np.mean([float(loss(config.head, backend, ex)) for ex in examples]))
-        scorer = load_scorer(
-            METHOD_OF[config.head],
-            backend=backend,
-            path="reference",
-            num_prefixes=config.num_points,
-            **config.sampling,
-        )
+        scorer = scorer_for(config, backend)
         vocs, scores, labels = [], [], []
         for ep in episodes:
             res = scorer.score_prepared(_as_episode(ep), ep.video)

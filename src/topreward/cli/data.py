@@ -1,0 +1,274 @@
+"""`annotate`, `weights`, `rank` and `sim`: whole datasets, their training weights and rankings, simulated data.
+
+Each command is its parser piece (`add_*`) beside its handler (`run_*`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from topreward.cli.checks import (
+    calibration_arg,
+    check_calibration,
+    open_source_args,
+    ray_only,
+)
+from topreward.cli.flags import (
+    EPISODES_HELP,
+    add_calibration,
+    add_camera,
+    add_method_flags,
+    add_quiet,
+    add_ray_address,
+    hush_libraries,
+    method_options,
+)
+
+
+def add_annotate(command, method: str) -> None:
+    p = command("annotate", help="score a whole dataset; per-frame progress parquet (LeRobot RA-BC schema)")
+    p.add_argument(
+        "source", help="LeRobot dataset root or Hub id, folder of videos, manifest .jsonl, or a video"
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", default=None, help="output parquet (e.g. progress.parquet)")
+    where.add_argument(
+        "--into-dataset",
+        action="store_true",
+        help="write <dataset root>/sarm_progress.parquet, where lerobot-train --use_rabc=true finds it "
+        "without --rabc_progress_path (a local LeRobot dataset root only; the only file written into it)",
+    )
+    add_camera(p)
+    p.add_argument("--episodes", default=None, help=EPISODES_HELP)
+    p.add_argument("--manifest", default=None, help="JSONL manifest for a folder of videos")
+    p.add_argument("--instruction", default=None, help="instruction for videos without one")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output and work file (other settings)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (one model in this process) or ray (Ray Data: decoding tasks, an actor pool of models)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="ray: scorer actors (one model each)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per scorer actor")
+    add_ray_address(p)
+    add_quiet(p, "no progress bar")
+    add_calibration(p)
+    add_method_flags(p, method)
+    p.set_defaults(func=run_annotate)
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    import functools
+
+    from topreward.annotate import annotate, check_output
+    from topreward.datasets import open_source
+    from topreward.provenance import describe_source
+    from topreward.scorers.registry import ScorerSpec, load_scorer
+
+    ray_only(args)
+    if args.quiet:
+        hush_libraries()
+    if args.into_dataset:  # asked for by name: LeRobot's default location inside the source dataset
+        from topreward.annotate.progress_file import lerobot_progress_path
+
+        args.out = str(lerobot_progress_path(args.source))
+    calibration = calibration_arg(args)
+    spec = ScorerSpec(args.method, method_options(args))
+    if not args.resume:  # an output in the way: refused before a dataset is opened (or downloaded)
+        check_output(args.out, spec, {}, overwrite=args.overwrite)
+    source_kwargs = open_source_args(args)
+    source = open_source(args.source, **source_kwargs)
+    source_info = describe_source(source, args.source, episodes=args.episodes)
+    # a resume made with other settings: refused before the model is loaded
+    check_output(args.out, spec, source_info, resume=args.resume, overwrite=args.overwrite)
+    if args.engine == "ray":
+        scorer = spec  # each worker loads its own; value names: checked on the results
+    else:
+        scorer = load_scorer(args.method, **method_options(args))
+        check_calibration(calibration, scorer)
+    summary = annotate(
+        source,
+        scorer,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        engine=args.engine,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        ray_address=args.ray_address,
+        source_factory=functools.partial(open_source, args.source, **source_kwargs),
+        source_info=source_info,
+        progress_bar=not args.quiet,
+        calibration=calibration,
+    )
+    print(
+        f"wrote {summary.out}: {summary.scored} episodes scored, {summary.reused} reused from an earlier run, "
+        f"{summary.skipped} skipped"
+    )
+    for eid, reason in summary.skipped_reasons.items():
+        print(f"  skipped {eid}: {reason}")
+    if summary.failed_reasons:
+        print(f"{len(summary.failed_reasons)} episodes failed (progress NaN; reasons in the metadata):")
+        for eid, reason in list(summary.failed_reasons.items())[:5]:
+            print(f"  failed {eid}: {reason[:160]}")
+    return 0
+
+
+def add_weights(command, method: str) -> None:
+    p = command("weights", help="advantage-weighted BC weights from an annotation parquet (Eq.5)")
+    p.add_argument("annotations", help="parquet written by `topreward annotate`")
+    p.add_argument("--out", required=True, help="output parquet")
+    p.add_argument(
+        "--beta", default="auto", help="temperature beta, or auto = std of the advantages (default)"
+    )
+    p.add_argument("--max-weight", type=float, default=2.0, help="cap of the weights (default: 2)")
+    p.set_defaults(func=run_weights)
+
+
+def run_weights(args: argparse.Namespace) -> int:
+    from topreward.annotate.weights import write_weights
+
+    # `--beta` as typed: write_weights parses it and names it when it is neither 'auto' nor a number > 0
+    print(f"wrote {write_weights(args.annotations, args.out, beta=args.beta, max_weight=args.max_weight)}")
+    return 0
+
+
+def add_rank(command, method: str) -> None:
+    p = command("rank", help="episodes by success score; optionally write a filtered episode list")
+    p.add_argument("annotations", help="parquet written by `topreward annotate`")
+    p.add_argument("--top", type=int, default=None, help="keep the N best episodes")
+    p.add_argument("--min-score", type=float, default=None, help="keep episodes with success score >= this")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write the ranking as JSON with its provenance: the annotation file, the method, model and "
+        "source it was scored with, the filters, every episode's score, and the kept `episodes`",
+    )
+    p.add_argument(
+        "--episodes-out",
+        default=None,
+        help="write only the kept episode indices as a JSON list, e.g. [0,3,7]: what LeRobot's "
+        "--dataset.episodes takes",
+    )
+    p.add_argument(
+        "--print-episodes",
+        action="store_true",
+        help="print only the kept episode indices as one JSON list (no table), for "
+        "--dataset.episodes=$(topreward rank ... --print-episodes)",
+    )
+    p.set_defaults(func=run_rank)
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    import json
+
+    from topreward.annotate.weights import rank
+    from topreward.atomic import write_text
+
+    ranking = rank(args.annotations, top=args.top, min_score=args.min_score)
+    episodes_json = json.dumps(
+        ranking.kept, separators=(",", ":")
+    )  # one shell word: --dataset.episodes=[0,3,7]
+    kind = ranking.source.get("type")
+    if kind not in (None, "LeRobotSource") and (args.episodes_out or args.print_episodes):
+        print(
+            f"note: {args.annotations} was scored from a {kind}: its episode indices are positions "
+            "in that source, not LeRobot episode indices",
+            file=sys.stderr,
+        )
+    if args.print_episodes:
+        print(episodes_json)
+    else:
+        print(" rank  episode  success score  frames")
+        for r in ranking.rows:
+            score = r["status"] if r["success_score"] is None else f"{r['success_score']:.3f}"
+            place = "-" if r["rank"] is None else str(r["rank"])
+            mark = "*" if r["kept"] else " "
+            print(f"{mark}{place:>4}  {r['episode_index']:7d}  {score:>13}  {r['num_frames']:6d}")
+    if args.episodes_out:
+        write_text(args.episodes_out, episodes_json + "\n")
+        if not args.print_episodes:
+            print(f"wrote {len(ranking.kept)} episode indices (marked *) to {args.episodes_out}")
+    if args.out:
+        write_text(args.out, json.dumps(ranking.record(), indent=1, allow_nan=False) + "\n")
+        if not args.print_episodes:
+            print(f"wrote the ranking with its provenance to {args.out}")
+    return 0
+
+
+def add_sim(command, method: str) -> None:
+    p = command("sim", help="generate Meta-World episodes with ground truth (extra [sim])")
+    p.add_argument(
+        "--out",
+        default="sim_out",
+        help="output folder: videos/ + manifest.jsonl, or a LeRobot dataset root with --format lerobot; "
+        "reruns resume (default: sim_out)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("manifest", "lerobot"),
+        default="manifest",
+        help="manifest: mp4s + manifest.jsonl with ground truth; lerobot: a LeRobot v3.0 dataset with "
+        "observation.image, observation.state, action, and ground-truth progress/success columns "
+        "(default: manifest)",
+    )
+    p.add_argument(
+        "--tasks",
+        default="push-v3,pick-place-v3,drawer-open-v3,button-press-topdown-v3",
+        help="comma list of Meta-World v3 tasks (see --list-tasks)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per task (default 3)")
+    p.add_argument("--kinds", default="expert,noisy,freeze,random", help="episode kinds (default: all four)")
+    p.add_argument("--max-steps", type=int, default=150, help="env steps per episode, one frame each")
+    p.add_argument(
+        "--video-fps",
+        type=float,
+        default=30.0,
+        help="frame rate of the episodes written (one env step per frame); not score's --fps, the rate "
+        "frames are sampled for the model",
+    )
+    p.add_argument("--noise-std", type=float, default=0.5, help="action noise of 'noisy' episodes")
+    p.add_argument("--size", type=int, default=224, help="square frame size in pixels")
+    p.add_argument(
+        "--trim-after-success",
+        type=int,
+        default=None,
+        help="end episodes this many steps after the expert first succeeds",
+    )
+    p.add_argument("--list-tasks", action="store_true", help="print the supported tasks and exit")
+    add_quiet(p, "no progress bar")
+    p.set_defaults(func=run_sim)
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    from topreward.sim import generate, list_tasks
+
+    if args.list_tasks:
+        print("\n".join(list_tasks()))
+        return 0
+    options = {
+        "max_steps": args.max_steps,
+        "fps": args.video_fps,
+        "noise_std": args.noise_std,
+        "size": args.size,
+        "trim_after_success": args.trim_after_success,
+        "progress": not args.quiet,
+    }
+    tasks, kinds = args.tasks.split(","), tuple(args.kinds.split(","))
+    if args.format == "lerobot":
+        from topreward.sim.lerobot_format import generate_lerobot
+
+        root = generate_lerobot(args.out, tasks, range(args.seeds), kinds, **options)
+        print(f"wrote LeRobot dataset {root} (load: LeRobotDataset('local/sim', root={str(root)!r}))")
+        return 0
+    manifest = generate(args.out, tasks, range(args.seeds), kinds=kinds, **options)
+    print(f"wrote {manifest}")
+    return 0
+
+
+COMMANDS = (add_annotate, add_weights, add_rank, add_sim)
