@@ -181,3 +181,10 @@ def test_init_ray_is_quiet_and_joins_the_named_cluster(monkeypatch):
     ray = FakeRay()
     init_ray(None, ray=ray)  # no address: Ray itself reads RAY_ADDRESS, else starts a local Ray
     assert ray.calls[0]["address"] is None
+
+
+def test_the_demo_says_what_it_runs():
+    """The demo scores a held-out episode with the bundled demo reward model (not a tiny random one)."""
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    (demo,) = [c for c in action._choices_actions if c.dest == "demo"]
+    assert "demo reward model" in demo.help and "tiny" not in demo.help

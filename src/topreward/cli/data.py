@@ -269,6 +269,3 @@ def run_sim(args: argparse.Namespace) -> int:
     manifest = generate(args.out, tasks, range(args.seeds), kinds=kinds, **options)
     print(f"wrote {manifest}")
     return 0
-
-
-COMMANDS = (add_annotate, add_weights, add_rank, add_sim)

@@ -268,6 +268,3 @@ def run_calibrate(args: argparse.Namespace) -> int:
                 raise
             print(f"no reliability diagram: {e}")
     return 0
-
-
-COMMANDS = (add_bench, add_tokens, add_calibrate)

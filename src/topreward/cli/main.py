@@ -16,6 +16,23 @@ from typing import Any
 from topreward.cli import data, evaluate, run, score
 from topreward.cli.flags import HelpFormatter, peek_method, valid_flags
 
+#: every subcommand's parser piece, in the order `topreward --help` lists them
+COMMANDS = (
+    score.add_score,
+    score.add_make_tiny_model,
+    score.add_demo,
+    data.add_annotate,
+    data.add_weights,
+    data.add_rank,
+    evaluate.add_bench,
+    evaluate.add_tokens,
+    data.add_sim,
+    run.add_serve,
+    evaluate.add_calibrate,
+    run.add_train,
+    score.add_list,
+)
+
 
 def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     """The whole command line; `method` decides which method's flags score/annotate/bench/tokens take."""
@@ -38,9 +55,8 @@ def build_parser(method: str = "topreward") -> argparse.ArgumentParser:
     def command(name: str, **kw: Any) -> argparse.ArgumentParser:
         return sub.add_parser(name, formatter_class=HelpFormatter, **kw)
 
-    for module in (score, data, evaluate, run):
-        for add in module.COMMANDS:
-            add(command, method)
+    for add in COMMANDS:
+        add(command, method)
     return parser
 
 

@@ -209,6 +209,3 @@ def run_train(args: argparse.Namespace) -> int:
     last = result.evaluations[-1] if result.evaluations else {}
     print(f"trained {config.head} for {result.steps} steps: {result.out / 'final'}  {last}")
     return 0
-
-
-COMMANDS = (add_serve, add_train)

@@ -213,6 +213,3 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  {cls.description}  [needs: {needs}]")
     print("options of a method: topreward score --method NAME --help")
     return 0
-
-
-COMMANDS = (add_score, add_make_tiny_model, add_demo, add_list)
