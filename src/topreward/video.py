@@ -170,7 +170,8 @@ def write_video(
 ) -> Path:
     """Write uint8 RGB frames (T, H, W, 3) as an H.264 mp4 (even sizes are required by yuv420p).
 
-    One encoder thread, so the same frames give the same bytes; `gop` sets a fixed keyframe interval.
+    One thread for the colour conversion and one for the encoder, so the same frames give the same bytes;
+    `gop` sets a fixed keyframe interval.
     """
     import av
 
@@ -192,7 +193,9 @@ def write_video(
             stream.codec_context.gop_size = gop
             stream.options = {**stream.options, "sc_threshold": "0"}  # no extra keyframes at scene cuts
         for img in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            # RGB -> YUV here, on one thread: swscale's default picks a thread count per machine and load
+            yuv = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p", threads=1)
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

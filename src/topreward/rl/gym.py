@@ -106,7 +106,8 @@ class TopRewardWrapper(_wrapper_base()):
             raise ValueError(f"frame_key={self.frame_key!r} is not in the observation (it has: {keys})")
         return np.asarray(obs[self.frame_key])
 
-    def _begin(self, frame: np.ndarray) -> None:
+    # ---- one episode's rewards: what this wrapper and the vector wrapper's sub-envs both do ------------
+    def begin(self, frame: np.ndarray) -> None:
         """A new episode: a new session holding its first frame."""
         if self.session is not None:
             self.session.close()
@@ -116,36 +117,41 @@ class TopRewardWrapper(_wrapper_base()):
         self.session.push(frame)
         self._steps, self._last, self._last_reward = 0, {}, 0.0
 
+    def advance(self, frame: np.ndarray, ended: bool) -> bool:
+        """Push the frame of a step; whether the VLM is due (every `interval` steps and at the end)."""
+        self.session.push(frame)
+        self._steps += 1
+        return self._steps % self.interval == 0 or bool(ended)
+
+    def held(self, env_reward: float) -> float:
+        """The VLM reward of a step without a query (the `between` rule)."""
+        if self.between == "hold":
+            return self._last_reward
+        return 0.0 if self.between == "zero" else float(env_reward)
+
+    @property
+    def last(self) -> dict[str, Any]:
+        """The last query's value, progress, frames and signals ({} before the first)."""
+        return self._last
+
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        self._begin(self._frame(obs))
-        self._query()  # the first frame's value: the baseline of the first delta
+        self.begin(self._frame(obs))
+        self.apply(self.session.score())  # the first frame's value: the baseline of the first delta
         return obs, info
 
     def step(self, action):
         if self.session is None:
             raise ValueError("call reset() before step()")
         obs, env_reward, terminated, truncated, info = self.env.step(action)
-        self.session.push(self._frame(obs))
-        self._steps += 1
-        queried = self._steps % self.interval == 0 or terminated or truncated
-        if queried:
-            vlm = self._query()
-        elif self.between == "hold":
-            vlm = self._last_reward
-        elif self.between == "zero":
-            vlm = 0.0
-        else:
-            vlm = float(env_reward)
+        queried = self.advance(self._frame(obs), terminated or truncated)
+        vlm = self.apply(self.session.score()) if queried else self.held(env_reward)
         info = dict(info)
         info["env_reward"] = float(env_reward)
         info["topreward"] = {"queried": bool(queried), **self._last}
         return obs, (1.0 - self.mix) * vlm + self.mix * float(env_reward), terminated, truncated, info
 
-    def _query(self) -> float:
-        return self._apply(self.session.score())
-
-    def _apply(self, score) -> float:
+    def apply(self, score) -> float:
         """This score's VLM reward under the `reward` rule; it becomes the last query."""
         previous = self._last
         current = {
@@ -212,7 +218,7 @@ class TopRewardVectorWrapper(_vector_wrapper_base()):
 
         obs, info = self.env.reset(**kwargs)
         for i, frame in enumerate(self._frames(obs)):
-            self.parts[i]._begin(frame)
+            self.parts[i].begin(frame)
         self._record(list(range(self.num_envs)), score_many([p.session for p in self.parts]))
         self._restart[:] = False
         return obs, info
@@ -226,17 +232,12 @@ class TopRewardVectorWrapper(_vector_wrapper_base()):
         due, fresh = [], []
         for i, part in enumerate(self.parts):
             if self._restart[i]:  # this step reset sub-env i: a new episode, a new session
-                self.parts[i]._begin(frames[i])
+                part.begin(frames[i])
                 fresh.append(i)
-                continue
-            part.session.push(frames[i])
-            part._steps += 1
-            if part._steps % part.interval == 0 or terminated[i] or truncated[i]:
+            elif part.advance(frames[i], terminated[i] or truncated[i]):
                 due.append(i)
-            elif part.between == "hold":
-                vlm[i] = part._last_reward
-            elif part.between == "env":
-                vlm[i] = float(env_rewards[i])
+            else:
+                vlm[i] = part.held(env_rewards[i])
         queried = due + fresh
         scores = score_many([self.parts[i].session for i in queried])
         rewards = self._record(queried, scores)
@@ -246,7 +247,7 @@ class TopRewardVectorWrapper(_vector_wrapper_base()):
         info = dict(info)
         info["env_reward"] = np.asarray(env_rewards, dtype=np.float64)
         info["topreward_queried"] = np.isin(np.arange(self.num_envs), due)
-        info["topreward_value"] = np.array([p._last.get("value", np.nan) for p in self.parts])
+        info["topreward_value"] = np.array([p.last.get("value", np.nan) for p in self.parts])
         mix = self.parts[0].mix
         return (
             obs,
@@ -257,8 +258,8 @@ class TopRewardVectorWrapper(_vector_wrapper_base()):
         )
 
     def _record(self, indices: list[int], scores) -> dict[int, float]:
-        """Apply each sub-env's reward rule to its new score (as `TopRewardWrapper._query` does)."""
-        return {i: self.parts[i]._apply(score) for i, score in zip(indices, scores)}
+        """Apply each sub-env's reward rule to its new score (`TopRewardWrapper.apply`)."""
+        return {i: self.parts[i].apply(score) for i, score in zip(indices, scores)}
 
     def close(self, **kwargs) -> None:
         for part in self.parts:
