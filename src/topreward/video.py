@@ -170,8 +170,9 @@ def write_video(
 ) -> Path:
     """Write uint8 RGB frames (T, H, W, 3) as an H.264 mp4 (even sizes are required by yuv420p).
 
-    One thread for the colour conversion and one for the encoder, so the same frames give the same bytes;
-    `gop` sets a fixed keyframe interval.
+    One thread for the colour conversion and one for the encoder, so the same frames give the same bytes in
+    a fresh process (tests/test_video_episode.py says where that was seen not to hold); `gop` sets a fixed
+    keyframe interval.
     """
     import av
 

@@ -1,4 +1,4 @@
-"""What every scoring method shares: composed configs, the backend it runs on, and `score()` written once.
+"""The `Scorer` contract: what every scoring method shares, and `score()` written once.
 
 A method is a `Scorer` subclass with
   * `Config`: a dataclass of its own options (subclass of `MethodConfig`, which holds the options every
@@ -9,6 +9,9 @@ A method is a `Scorer` subclass with
     same for several instructions at once, when they can share the video's work (one video cache).
 `Scorer.score()` does the rest: `prepare` (sampling and resizing, model-free and picklable), the method's
 computation, then the common result (progress, per-frame progress, success score, dense rewards).
+A scorer also answers the stream (`topreward.stream.OnlineMethod`; `CacheScorer`: `CacheMethod`) and
+describes itself for provenance (`describe()`). Where the model runs is `topreward.backends.config`; how
+flat options become configs, `topreward.scorers.registry`; task-text rules, `topreward.task_text`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from topreward.sampling import FramePreparer, SamplingConfig, prefix_lengths
 from topreward.task_text import check_instruction, reserved_tokens
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class MethodConfig:
