@@ -16,6 +16,7 @@ from topreward.cli.checks import (
 )
 from topreward.cli.flags import (
     EPISODES_HELP,
+    AddCommand,
     add_calibration,
     add_camera,
     add_method_flags,
@@ -26,7 +27,7 @@ from topreward.cli.flags import (
 )
 
 
-def add_annotate(command, method: str) -> None:
+def add_annotate(command: AddCommand, method: str) -> None:
     p = command("annotate", help="score a whole dataset; per-frame progress parquet (LeRobot RA-BC schema)")
     p.add_argument(
         "source", help="LeRobot dataset root or Hub id, folder of videos, manifest .jsonl, or a video"
@@ -119,7 +120,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_weights(command, method: str) -> None:
+def add_weights(command: AddCommand, method: str) -> None:
     p = command("weights", help="advantage-weighted BC weights from an annotation parquet (Eq.5)")
     p.add_argument("annotations", help="parquet written by `topreward annotate`")
     p.add_argument("--out", required=True, help="output parquet")
@@ -138,7 +139,7 @@ def run_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_rank(command, method: str) -> None:
+def add_rank(command: AddCommand, method: str) -> None:
     p = command("rank", help="episodes by success score; optionally write a filtered episode list")
     p.add_argument("annotations", help="parquet written by `topreward annotate`")
     p.add_argument("--top", type=int, default=None, help="keep the N best episodes")
@@ -201,7 +202,7 @@ def run_rank(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_sim(command, method: str) -> None:
+def add_sim(command: AddCommand, method: str) -> None:
     p = command("sim", help="generate Meta-World episodes with ground truth (extra [sim])")
     p.add_argument(
         "--out",

@@ -15,6 +15,7 @@ from topreward.cli.checks import (
 )
 from topreward.cli.flags import (
     EPISODES_HELP,
+    AddCommand,
     add_calibration,
     add_camera,
     add_config_flags,
@@ -27,7 +28,7 @@ from topreward.cli.flags import (
 )
 
 
-def add_bench(command, method: str) -> None:
+def add_bench(command: AddCommand, method: str) -> None:
     p = command("bench", help="evaluate a method on datasets: VOC, success AUC, controls, report")
     p.add_argument("datasets", nargs="*", help="manifests, video folders, LeRobot roots or Hub ids")
     p.add_argument("--preset", default=None, help="a named dataset list, e.g. oxe39 (the paper's Table 6)")
@@ -120,7 +121,7 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_tokens(command, method: str) -> None:
+def add_tokens(command: AddCommand, method: str) -> None:
     p = command(
         "tokens",
         help="answer-token study (TOPReward App. B): which answer word separates success from failure",
@@ -171,7 +172,7 @@ def run_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_calibrate(command, method: str) -> None:
+def add_calibrate(command: AddCommand, method: str) -> None:
     p = command(
         "calibrate",
         help="fit score -> success probability and a threshold on labelled episodes (bench output, JSONL, CSV)",

@@ -12,7 +12,11 @@ import dataclasses
 import sys
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
+
+#: what each command module's `add_*` gets: makes the subcommand's parser (`name`, then argparse's keywords)
+AddCommand = Callable[..., argparse.ArgumentParser]
 
 EPISODES_HELP = (
     "LeRobot episode selection, by episode index: a slice '0:50' (start:stop[:step], stop excluded), "

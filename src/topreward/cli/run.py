@@ -14,6 +14,7 @@ from topreward.cli.checks import (
     ray_only,
 )
 from topreward.cli.flags import (
+    AddCommand,
     add_config_flags,
     add_method_flags,
     add_quiet,
@@ -23,7 +24,7 @@ from topreward.cli.flags import (
 )
 
 
-def add_serve(command, method: str) -> None:
+def add_serve(command: AddCommand, method: str) -> None:
     p = command("serve", help="reward server for RL workers: streaming sessions and one-shot scoring")
     p.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)"
@@ -129,7 +130,7 @@ def _until_signalled():
             signal.signal(sig, handler)
 
 
-def add_train(command, method: str) -> None:
+def add_train(command: AddCommand, method: str) -> None:
     from topreward.backends.config import DEFAULT_MODEL
     from topreward.sampling import SamplingConfig
     from topreward.train import HEADS, METHOD_OF

@@ -19,6 +19,7 @@ from topreward.cli.checks import (
     refuse_input_as_output,
 )
 from topreward.cli.flags import (
+    AddCommand,
     add_calibration,
     add_method_flags,
     add_quiet,
@@ -34,7 +35,7 @@ DEMO_CLIP = "demo_heldout.mp4"
 DEMO_CLIP_META = "demo_heldout.json"
 
 
-def add_score(command, method: str) -> None:
+def add_score(command: AddCommand, method: str) -> None:
     p = command("score", help="score one video: progress curve, success score, dense rewards")
     p.add_argument("video", help="video file (mp4, ...) or folder of frames")
     p.add_argument("instruction", help="task text, e.g. 'put the pen into the cup'")
@@ -123,7 +124,7 @@ def print_summary(result) -> None:
     print(f"model time {result.timings['model_s']:.2f}s, total {result.timings['total_s']:.2f}s")
 
 
-def add_make_tiny_model(command, method: str) -> None:
+def add_make_tiny_model(command: AddCommand, method: str) -> None:
     from topreward.tiny import ALL_ARCHS
 
     p = command("make-tiny-model", help="write a tiny random-weight model + processor (offline tests)")
@@ -140,7 +141,7 @@ def run_make_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_demo(command, method: str) -> None:
+def add_demo(command: AddCommand, method: str) -> None:
     p = command(
         "demo",
         help="offline demo: the bundled demo reward model scores a held-out simulated clip (no download)",
@@ -198,7 +199,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_list(command, method: str) -> None:
+def add_list(command: AddCommand, method: str) -> None:
     p = command("list", help="list scoring methods")
     p.set_defaults(func=run_list)
 
