@@ -23,7 +23,12 @@ def partial_path(target: str | Path) -> Path:
 @contextmanager
 def replacing(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target` to write (a file or a folder); when the block ends without an
-    error it replaces `target`, else it is removed and `target` stays as it was."""
+    error it replaces `target`, else it is removed and `target` stays as it was.
+
+    A file is swapped in one `os.replace`. A folder cannot be renamed onto a non-empty one, so an existing
+    folder is deleted first: between the two steps neither exists (a crash there leaves the complete new
+    folder under its partial name, and the next write starts again).
+    """
     target = Path(target)
     tmp = partial_path(target)
     _remove(tmp)  # a leftover of an earlier interrupted write

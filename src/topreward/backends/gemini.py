@@ -69,9 +69,9 @@ class GeminiError(RuntimeError):
 
 def _import_genai():
     genai = optional("google.genai", "gemini", "the Gemini backend")
-    return genai, optional("google.genai.types", "gemini", "the Gemini backend"), optional(
-        "google.genai.errors", "gemini", "the Gemini backend"
-    )
+    from google.genai import errors, types
+
+    return genai, types, errors
 
 
 def api_key_from_env() -> str:

@@ -304,6 +304,15 @@ class HFBackend:
         Autograd is the caller's: the scorer runs this in inference mode, `topreward train` takes
         gradients through it (`topreward.train.heads`), so both read the same forward.
         """
+        nxt, span, _ = self._answer(inputs, text, request)
+        return nxt, span
+
+    def forward_answer(self, inputs, text: str, request: Request) -> Answer:
+        """`answer_tensors` as an `Answer` (numpy float64, with the span's token ids)."""
+        nxt, span, targets = self._answer(inputs, text, request)
+        return Answer(_numpy(nxt), _numpy(span), tuple(targets.tolist()))
+
+    def _answer(self, inputs, text: str, request: Request) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tokens = TextTokens.of(self.processor.tokenizer, text)
         ids, n = inputs["input_ids"][0], len(tokens.ids)
         self.check_context(len(ids))
@@ -315,19 +324,11 @@ class HFBackend:
         log_probs = torch.log_softmax(logits, dim=-1)  # row j predicts text token j; row n the next token
         nxt = log_probs[n, list(request.tokens)] if request.tokens else log_probs.new_zeros(0)
         if request.span is None:
-            return nxt, log_probs.new_zeros(0)
+            return nxt, log_probs.new_zeros(0), tokens.ids[:0]
         j0, j1 = tokens.span_tokens(request.span, text)
+        targets = tokens.ids[j0:j1]
         rows = torch.arange(j0, j1, device=log_probs.device)
-        return nxt, log_probs[rows, tokens.ids[j0:j1].to(log_probs.device)]
-
-    def forward_answer(self, inputs, text: str, request: Request) -> Answer:
-        """`answer_tensors` as an `Answer` (numpy float64)."""
-        nxt, span = self.answer_tensors(inputs, text, request)
-        if request.span is None:
-            return Answer(_numpy(nxt))
-        tokens = TextTokens.of(self.processor.tokenizer, text)
-        j0, j1 = tokens.span_tokens(request.span, text)
-        return Answer(_numpy(nxt), _numpy(span), tuple(tokens.ids[j0:j1].tolist()))
+        return nxt, log_probs[rows, targets.to(log_probs.device)], targets
 
     def last_token_log_probs(
         self,

@@ -29,8 +29,12 @@ def __getattr__(name: str) -> Any:
         from topreward.backends.adapters import load_adapter
 
         return load_adapter
-    if name in ("TrainConfig", "TrainResult", "TrainingDiverged", "train"):
-        from topreward.train import loop
+    if name in ("TrainConfig", "TrainResult", "TrainingDiverged"):
+        from topreward.train import config
 
-        return getattr(loop, name)
+        return getattr(config, name)
+    if name == "train":
+        from topreward.train.loop import train
+
+        return train
     raise AttributeError(f"module 'topreward.train' has no attribute {name!r}")

@@ -40,7 +40,7 @@ from topreward.episode import view_order
 from topreward.sampling import SamplingConfig
 from topreward.scorers.registry import SCORING_FILE
 from topreward.train.checkpoints import check_resume, latest_checkpoint, save
-from topreward.train.config import RESUMABLE, TrainConfig, TrainingDiverged, TrainResult  # noqa: F401
+from topreward.train.config import TrainConfig, TrainingDiverged, TrainResult
 from topreward.train.heads import Example, examples_for, head_scorer, loss
 
 logger = logging.getLogger(__name__)
@@ -135,10 +135,13 @@ def scorer_for(config: TrainConfig, backend):
     return head_scorer(config.head, backend, num_prefixes=config.num_points, **config.sampling)
 
 
-def build_examples(config: TrainConfig, backend, episodes: list[_Episode], seed: int) -> list[Example]:
+def build_examples(
+    config: TrainConfig, backend, episodes: list[_Episode], seed: int, scorer=None
+) -> list[Example]:
+    """A head's examples for `episodes`, asked of its method (`scorer`, default `scorer_for`)."""
     from topreward.sampling import prefix_lengths
 
-    scorer = scorer_for(config, backend)
+    scorer = scorer or scorer_for(config, backend)
     rng = np.random.default_rng(seed)
     out = []
     for ep in episodes:
@@ -187,7 +190,7 @@ def wrap_lora(model, rank: int):
 
 # ---- evaluation ----------------------------------------------------------------------------------------
 def evaluate(
-    config: TrainConfig, backend, examples: list[Example], episodes: list[_Episode]
+    config: TrainConfig, backend, examples: list[Example], episodes: list[_Episode], scorer=None
 ) -> dict[str, Any]:
     """Mean validation loss, and the matching method's VOC / success AUC on the validation episodes."""
     import torch
@@ -202,7 +205,7 @@ def evaluate(
         with torch.inference_mode():
             if examples:
                 out["val_loss"] = float(np.mean([float(loss(config.head, backend, ex)) for ex in examples]))
-        scorer = scorer_for(config, backend)
+        scorer = scorer or scorer_for(config, backend)
         vocs, scores, labels = [], [], []
         for ep in episodes:
             res = scorer.score_prepared(_as_episode(ep), ep.video)
@@ -253,8 +256,9 @@ def train(config: TrainConfig, *, progress_bar: bool = True, backend=None) -> Tr
     preparer = FramePreparer(SamplingConfig(**config.sampling), int(backend.patch_factor))
     train_eps, val_eps = split(load_episodes(config, preparer), config.val_fraction, config.seed)
     train_eps += [view for ep in train_eps for view in views(ep, config.augment)]
-    train_ex = build_examples(config, backend, train_eps, config.seed)
-    val_ex = build_examples(config, backend, val_eps, config.seed + 1)
+    scorer = scorer_for(config, backend)  # it sees the model through the backend, LoRA-wrapped or not
+    train_ex = build_examples(config, backend, train_eps, config.seed, scorer)
+    val_ex = build_examples(config, backend, val_eps, config.seed + 1, scorer)
     if not train_ex:
         raise ValueError(f"head {config.head!r} found no training examples in {len(train_eps)} episodes")
 
@@ -319,7 +323,7 @@ def train(config: TrainConfig, *, progress_bar: bool = True, backend=None) -> Tr
         bar.update(1)
         if step % config.eval_every == 0 or step == config.steps:
             result = (
-                {"step": step, **evaluate(config, backend, val_ex, val_eps)} if val_eps else {"step": step}
+                {"step": step, **evaluate(config, backend, val_ex, val_eps, scorer)} if val_eps else {"step": step}
             )
             evaluations.append(result)
             bar.write(
