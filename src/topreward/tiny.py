@@ -16,12 +16,14 @@ from typing import Literal
 
 from topreward.prompts import TOPREWARD_TEMPLATE
 
-Arch = Literal["qwen3_vl", "qwen2_5_vl", "qwen3_5", "molmo2"]
+Arch = Literal["qwen3_vl", "qwen2_5_vl", "qwen3_5", "molmo2", "robometer"]
 #: the architectures every parametrised test runs on
 ARCHS: tuple[str, ...] = ("qwen3_vl", "qwen2_5_vl")
 #: further architectures with focused tests of their own (`tests/test_more_families.py`)
 EXTRA_ARCHS: tuple[str, ...] = ("qwen3_5", "molmo2")
-ALL_ARCHS: tuple[str, ...] = ARCHS + EXTRA_ARCHS
+#: tiny instances of released reward models, each in its release's own folder layout
+RELEASED_ARCHS: tuple[str, ...] = ("robometer",)
+ALL_ARCHS: tuple[str, ...] = ARCHS + EXTRA_ARCHS + RELEASED_ARCHS
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -57,6 +59,21 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Qwen3-VL's own chat template numbers images and videos ("Picture 1: ", "Video 1: ") when rendered with
+# `add_vision_id=True`, as Robometer's collator does; rendered without it, it equals `CHAT_TEMPLATE`.
+VISION_ID_CHAT_TEMPLATE = (
+    "{% set images = namespace(n=0) %}{% set videos = namespace(n=0) %}"
+    + CHAT_TEMPLATE.replace(
+        "{% if part['type'] == 'video' %}",
+        "{% if part['type'] == 'video' %}{% set videos.n = videos.n + 1 %}"
+        "{% if add_vision_id %}Video {{ videos.n }}: {% endif %}",
+    ).replace(
+        "{% elif part['type'] == 'image' %}",
+        "{% elif part['type'] == 'image' %}{% set images.n = images.n + 1 %}"
+        "{% if add_vision_id %}Picture {{ images.n }}: {% endif %}",
+    )
 )
 
 # Molmo2 marks an image or a video in a user turn with one `<|image|>` / `<|video|>` token.
@@ -345,7 +362,111 @@ def make_tiny_model(path: str | Path, arch: Arch = "qwen3_vl", *, seed: int = 0)
         raise ValueError(f"unknown arch {arch!r}; choose one of {ALL_ARCHS}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    if arch == "robometer":
+        return make_tiny_robometer(path, seed=seed)
     tokenizer = build_tokenizer(arch=arch)
     build_model(arch, tokenizer, seed=seed).save_pretrained(path)
     build_processor(arch, tokenizer).save_pretrained(path)
     return path
+
+
+#: Robometer's added tokens, in the order its loader adds them (robometer/utils/setup_utils.py)
+ROBOMETER_TOKENS: tuple[str, ...] = (
+    "<|split_token|>",
+    "<|reward_token|>",
+    "<|pref_token|>",
+    "<|sim_token|>",
+    "<|prog_token|>",
+)
+#: the base model of a tiny Robometer checkpoint, a sub-folder named as their loader needs ("Qwen3" in it)
+ROBOMETER_BASE = "Qwen3-VL-tiny-base"
+
+
+def make_tiny_robometer(path: Path, *, seed: int = 0, bins: int = 10) -> Path:
+    """A tiny random-weight checkpoint in the layout of `robometer/Robometer-4B`, with its base model.
+
+    `path` gets what the release holds: `config.json` (the backbone's Qwen3-VL config, vocabulary grown by
+    the five added tokens, `architectures: ["RFM"]`), `config.yaml` (the settings their loader reads;
+    `model.base_model_id` is the absolute path of the base below) and the weights in two safetensors shards
+    with their index: `model.*` (a `Qwen3VLModel`, no LM head), `progress_head.*` (Linear, LayerNorm, GELU,
+    Dropout, Linear to `bins`), `success_head.*`, `preference_head.*` and `frame_pool_attn.weight`.
+    `path/Qwen3-VL-tiny-base` is the base model (`Qwen/Qwen3-VL-4B-Instruct` for the release): the
+    processor and tokenizer, without the added tokens, with Qwen3-VL's image numbering (`add_vision_id`).
+    """
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import Qwen3VLForConditionalGeneration, Qwen3VLModel
+
+    base = path / ROBOMETER_BASE
+    base.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = VISION_ID_CHAT_TEMPLATE
+    processor = build_processor("qwen3_vl", tokenizer)
+    processor.chat_template = VISION_ID_CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    Qwen3VLForConditionalGeneration(qwen3_vl_config(tokenizer)).save_pretrained(base)
+    processor.save_pretrained(base)
+
+    for token in ROBOMETER_TOKENS:  # one at a time, as their loader does
+        tokenizer.add_special_tokens({"additional_special_tokens": [token]})
+    config = qwen3_vl_config(tokenizer)
+    config.architectures = ["RFM"]
+    torch.manual_seed(seed + 1)
+    backbone = Qwen3VLModel(config)
+    hidden = config.text_config.hidden_size
+    tensors = {f"model.{k}": v.contiguous() for k, v in backbone.state_dict().items()}
+    for head, out in (("progress_head", bins), ("success_head", 1), ("preference_head", 1)):
+        tensors[f"{head}.0.weight"] = torch.randn(hidden // 2, hidden) * hidden**-0.5
+        tensors[f"{head}.0.bias"] = torch.randn(hidden // 2) * 0.1
+        tensors[f"{head}.1.weight"] = 1.0 + 0.3 * torch.randn(hidden // 2)  # LayerNorm, not the identity
+        tensors[f"{head}.1.bias"] = 0.3 * torch.randn(hidden // 2)
+        tensors[f"{head}.4.weight"] = torch.randn(out, hidden // 2) * 2 * (hidden // 2) ** -0.5
+        tensors[f"{head}.4.bias"] = torch.randn(out) * 0.5
+    tensors["frame_pool_attn.weight"] = torch.randn(1, hidden) * hidden**-0.5
+
+    names = sorted(tensors)
+    half = len(names) // 2
+    shards = {
+        "model-00001-of-00002.safetensors": names[:half],
+        "model-00002-of-00002.safetensors": names[half:],
+    }
+    for file, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, str(path / file), metadata={"format": "pt"})
+    index = {
+        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+        "weight_map": {k: file for file, keys in shards.items() for k in keys},
+    }
+    (path / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    config.save_pretrained(path)
+    (path / "config.yaml").write_text(_robometer_yaml(str(base.resolve()), bins))
+    return path
+
+
+def _robometer_yaml(base_model_id: str, bins: int) -> str:
+    """The sections of Robometer's `config.yaml` that inference reads (their `ExperimentConfig`, abridged)."""
+    return f"""data:
+  max_frames: 8
+  progress_discrete_bins: {bins}
+  progress_loss_type: discrete
+  resized_height: null
+  resized_width: null
+  use_multi_image: true
+  use_per_frame_progress_token: true
+loss:
+  progress_discrete_bins: {bins}
+  progress_loss_type: discrete
+model:
+  base_model_id: {base_model_id}
+  frame_pooling: mean
+  progress_discrete_bins: {bins}
+  progress_loss_type: discrete
+  torch_dtype: float32
+  use_multi_image: true
+  use_per_frame_progress_token: true
+  use_peft: false
+  use_unsloth: false
+training:
+  predict_pref_progress: true
+"""

@@ -11,6 +11,8 @@ Capabilities:
   * `generation`: free text after a video (`Backend.generate`).
   * `multi_image`: several images in one prompt — in a generated chat turn (`Backend.chat`) and, with
     `log_probs`, for answer log-probs after an image prompt (`Backend.image_log_probs`).
+  * `reward_heads`: a trained reward model's own heads read at its special tokens (Robometer,
+    `topreward.backends.robometer`): per-frame progress and success, pairwise preference.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ LOG_PROBS = "log_probs"
 PREFIX_SHARING = "prefix_sharing"
 GENERATION = "generation"
 MULTI_IMAGE = "multi_image"
-CAPABILITIES: tuple[str, ...] = (LOG_PROBS, PREFIX_SHARING, GENERATION, MULTI_IMAGE)
+REWARD_HEADS = "reward_heads"
+CAPABILITIES: tuple[str, ...] = (LOG_PROBS, PREFIX_SHARING, GENERATION, MULTI_IMAGE, REWARD_HEADS)
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ BACKENDS_WITH: dict[str, tuple[str, ...]] = {
     PREFIX_SHARING: ("transformers",),
     GENERATION: ("transformers", "openai", "gemini"),
     MULTI_IMAGE: ("transformers", "openai", "gemini"),
+    REWARD_HEADS: ("transformers",),
 }
 
 

@@ -157,8 +157,9 @@ def add_method_flags(parser: argparse.ArgumentParser, method: str) -> None:
 
     parser.add_argument(
         "--method",
-        default="topreward",
-        help="scoring method (see `topreward list`); put it first to see its flags",
+        default=method,
+        help="scoring method (see `topreward list`); put it first to see its flags; default: the method of "
+        "a released model named by --model (e.g. robometer for robometer/Robometer-4B), else topreward",
     )
     titles = ("backend options", "sampling options", f"{method} options ({scorer_class(method).description})")
     for title, cls in zip(titles, option_classes(method)):
@@ -176,7 +177,7 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {
         f.name: getattr(args, f.name) for cls in option_classes(args.method) for f in dataclasses.fields(cls)
     }
-    saved = recommended_options(options)
+    saved = recommended_options(options, args.method)
     for name, value in saved.items():
         if name in options and not given(args, "--" + name.replace("_", "-")):
             options[name] = value
@@ -190,12 +191,21 @@ def valid_flags(method: str) -> list[str]:
 
 
 def peek_method(argv: list[str]) -> str:
+    """The `--method` of `argv`; without one, the method of a released model given as `--model`
+    (`topreward.scorers.pretrained`), else "topreward"."""
+    from topreward.scorers.pretrained import method_for
+
+    model = None
     for i, arg in enumerate(argv):
         if arg == "--method" and i + 1 < len(argv):
             return argv[i + 1]
         if arg.startswith("--method="):
             return arg.split("=", 1)[1]
-    return "topreward"
+        if arg == "--model" and i + 1 < len(argv):
+            model = argv[i + 1]
+        elif arg.startswith("--model="):
+            model = arg.split("=", 1)[1]
+    return method_for(model) or "topreward"
 
 
 def given(args: argparse.Namespace, flag: str) -> bool:

@@ -115,12 +115,12 @@ def print_summary(result) -> None:
     }
     names = [result.value_name, *[n for n in extra if n != result.value_name]]
     columns = [np.asarray(result.values, float), *[extra[n] for n in names[1:]]]
-    print(" prefix  end frame  " + "  ".join(f"{n:>12}" for n in names) + "  progress")
+    tail = result.value_name != "progress"  # a method whose values are its progress gets one column
+    print(" prefix  end frame  " + "  ".join(f"{n:>12}" for n in names) + ("  progress" if tail else ""))
     for i in range(k):
         cells = "  ".join(f"{c[i]:12.3f}" for c in columns)
-        print(
-            f" {result.prefix_lengths[i]:6d}  {result.prefix_end_frames[i]:9d}  {cells}  {result.progress[i]:8.3f}"
-        )
+        end = f"  {result.progress[i]:8.3f}" if tail else ""
+        print(f" {result.prefix_lengths[i]:6d}  {result.prefix_end_frames[i]:9d}  {cells}{end}")
     print(f"model time {result.timings['model_s']:.2f}s, total {result.timings['total_s']:.2f}s")
 
 
@@ -200,17 +200,23 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def add_list(command: AddCommand, method: str) -> None:
-    p = command("list", help="list scoring methods")
+    p = command("list", help="list scoring methods and the released reward models they run")
     p.set_defaults(func=run_list)
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from topreward.scorers.pretrained import KNOWN_MODELS
     from topreward.scorers.registry import list_scorers, scorer_class
 
+    print("methods:")
     width = max(len(n) for n in list_scorers())
     for name in list_scorers():
         cls = scorer_class(name)
         needs = ", ".join(sorted(cls.requires))
-        print(f"{name:<{width}}  {cls.description}  [needs: {needs}]")
+        print(f"  {name:<{width}}  {cls.description}  [needs: {needs}]")
+    print("released models (--model NAME picks the method; a local download works the same):")
+    width = max(len(m.model) for m in KNOWN_MODELS)
+    for entry in KNOWN_MODELS:
+        print(f"  {entry.model:<{width}}  method {entry.method}: {entry.summary}")
     print("options of a method: topreward score --method NAME --help")
     return 0

@@ -86,6 +86,8 @@ class Scorer:
     requires: ClassVar[frozenset[str]] = frozenset({LOG_PROBS})
     value_name: ClassVar[str] = "value"
     Config: ClassVar[type] = MethodConfig
+    #: options that replace the general defaults when not given (e.g. a trained model's own sampling)
+    recommended: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
@@ -98,9 +100,14 @@ class Scorer:
         self.config = config
         self.backend_config = backend_config or BackendConfig()
         self.sampling = sampling or SamplingConfig()
-        self.backend = backend if backend is not None else self.backend_config.load()
+        self.backend = backend if backend is not None else self.load_backend()
         require(self.backend, self.requires, self.name)
         self.setup()
+
+    def load_backend(self):
+        """The backend `backend_config` describes; a method whose model is not a causal VLM (a trained
+        reward model's own architecture) loads its own."""
+        return self.backend_config.load()
 
     def setup(self) -> None:
         """Per-method checks and precomputation once the backend is there (token ids, prompts)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from topreward.backends.config import BackendConfig
 from topreward.sampling import SamplingConfig
+from topreward.scorers.pretrained import known_model, method_for
 
 _REGISTRY: dict[str, type] = {}
 
@@ -22,6 +23,7 @@ _BUILTIN = (
     "topreward.scorers.lrm",
     "topreward.scorers.gvl",
     "topreward.scorers.score",
+    "topreward.scorers.robometer",
 )
 
 
@@ -55,22 +57,25 @@ def scorer_class(name: str) -> type:
     return _REGISTRY[name]
 
 
-def load_scorer(name: str = "topreward", *, backend: Any = None, **options: Any):
+def load_scorer(name: str | None = None, *, backend: Any = None, **options: Any):
     """Build a scorer: `load_scorer("topreward", model="Qwen/Qwen3-VL-8B-Instruct", num_prefixes=15)`.
 
     Args:
-        name: a method from `list_scorers()`.
+        name: a method from `list_scorers()`; default: the method of a released model named by `model`
+            (`topreward.scorers.pretrained`, e.g. "robometer" for robometer/Robometer-4B), else "topreward".
         backend: a backend name ("transformers", the default) or an already loaded backend object to share
             (e.g. one model for several scorers).
         **options: backend, sampling and method options, flat (see `topreward list` and
             `topreward score --method NAME --help`).
     """
+    name = name or method_for(options.get("model")) or "topreward"
     cls = scorer_class(name)
     if isinstance(backend, str):
         options["backend"], backend = backend, None
-    # a model folder's own recommended options (e.g. the sampling it was trained with) fill what is not given
+    # the method's, the released model's and the model folder's own recommended options (e.g. the sampling
+    # it was trained with) fill what is not given
     valid = {f for part in (*CONFIG_PARTS, cls.Config) for f in part.__dataclass_fields__}
-    saved = recommended_options(options)
+    saved = recommended_options(options, name)
     options = {**{k: v for k, v in saved.items() if k in valid}, **options}
     backend_config, sampling, config = split_options(name, cls.Config, options)
     return cls(config, backend_config=backend_config, sampling=sampling, backend=backend)
@@ -82,10 +87,17 @@ CONFIG_PARTS: tuple[type, ...] = (BackendConfig, SamplingConfig)
 SCORING_FILE = "topreward_scoring.json"
 
 
-def recommended_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The options saved beside the local `model` and `adapter` of `options` (`SCORING_FILE`, e.g. the
-    sampling it was trained with); the adapter's win."""
+def recommended_options(options: dict[str, Any], method: str | None = None) -> dict[str, Any]:
+    """The options that replace defaults not given, weakest first: the method's own (`recommended`, e.g.
+    Robometer's 1 fps), the released model's (`topreward.scorers.pretrained`) when `method` is the one
+    that runs it, and those saved beside the local `model` and `adapter` (`SCORING_FILE`, e.g. the sampling
+    it was trained with; the adapter's win)."""
     saved: dict[str, Any] = {}
+    if method is not None:
+        saved.update(getattr(scorer_class(method), "recommended", {}))
+        entry = known_model(options.get("model"))
+        if entry is not None and entry.method == method:
+            saved.update(entry.options)
     for folder in (options.get("model"), options.get("adapter")):
         path = Path(str(folder)).expanduser() / SCORING_FILE if folder else None
         if path is None or not path.is_file():

@@ -1,0 +1,140 @@
+"""`robometer`: the released Robometer reward model, run by its authors' protocol.
+
+Recipe (github robometer/robometer at c7f38e2: `scripts/example_inference_local.py`, the collator
+`robometer/data/collators/rbm_heads.py`, the model `robometer/models/rbm.py`):
+  1. Frames at `fps` (1 by default, their local example's): `n = int(round(total * fps / source_fps))`,
+     clamped to [1, total] and to `max_frames` (512), indices `linspace(0, total - 1, n)` truncated to
+     integers (every frame when n = total). A clip or frame folder given at 1 fps is scored frame by frame.
+  2. Every frame is resized as qwen-vl-utils does before their processor call (`smart_size`: sides rounded
+     to multiples of 32, half to even; PIL bicubic).
+  3. One user turn: their progress prompt with the task, then each frame and a `<|prog_token|>`
+     (`RobometerBackend.progress_text`); one forward; the last hidden state at each `<|prog_token|>` ->
+     progress (softmax over the bins . linspace(0, 1, bins)) and success (sigmoid).
+Because the prompt comes first and attention is causal, frame k's values are those of the k-frame
+prefix: `path="fast"` reads every frame from one forward, `path="reference"` runs one forward per
+evaluation point (the way per-prefix wrappers run it); a test holds them equal.
+
+Values are progress already in [0, 1] (no min-max); the success score is the success probability at the
+last evaluation point; `signals["success_probability"]` holds it per point. `prefer(a, b, task)` is the
+preference head: P(trajectory a makes more progress than b).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from topreward.backends.base import REWARD_HEADS, ModelVideo
+from topreward.episode import Episode, as_episode, validate_frames
+from topreward.sampling import SamplingConfig, resize_frames
+from topreward.scorers.base import MethodConfig, MethodOutput, Scorer
+from topreward.scorers.registry import register
+from topreward.task_text import check_instruction, reserved_tokens
+
+#: their qwen-vl-utils resize works on a 32-pixel grid (Qwen3-VL's 16-pixel patches, merged 2 x 2)
+ROBOMETER_FACTOR = 32
+
+
+def robometer_indices(num_frames: int, source_fps: float, fps: float, max_frames: int) -> np.ndarray:
+    """Their `extract_frames` rule: round(total * fps / source_fps) frames, truncated linspace."""
+    wanted = int(round(num_frames * fps / source_fps))
+    wanted = min(max(1, wanted), num_frames, max_frames)
+    if wanted == num_frames:
+        return np.arange(num_frames, dtype=np.int64)
+    return np.linspace(0, num_frames - 1, wanted).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class RobometerPreparer:
+    """Model-free and picklable: an episode -> Robometer's frames (its sampling, its resize)."""
+
+    sampling: SamplingConfig
+
+    def __call__(self, episode: Episode) -> ModelVideo:
+        from topreward.backends.robometer import smart_size
+
+        cfg = self.sampling
+        if cfg.size is not None:
+            raise ValueError(
+                "robometer sizes frames as its authors' collator does (sides rounded to 32); drop size="
+            )
+        idx = robometer_indices(episode.num_frames, episode.fps, cfg.fps, cfg.max_frames)
+        frames = validate_frames(episode.frames(idx), what=f"frames of {episode.source}")
+        hw = smart_size(frames.shape[1], frames.shape[2], ROBOMETER_FACTOR, max_pixels=cfg.max_pixels)
+        return ModelVideo(resize_frames(frames, hw), idx, episode.fps)
+
+
+@dataclass
+class RobometerConfig(MethodConfig):
+    """Robometer's options beyond the common ones: none; its protocol is fixed by its checkpoint."""
+
+
+@register("robometer")
+class RobometerScorer(Scorer):
+    description = (
+        "Robometer's trained heads: per-frame progress and success in one forward (robometer/Robometer-4B)"
+    )
+    requires = frozenset({REWARD_HEADS})
+    value_name = "progress"
+    Config = RobometerConfig
+    #: their local example's sampling (every frame at 1 fps, up to 512) and qwen-vl-utils' pixel cap
+    recommended: ClassVar[dict[str, Any]] = {
+        "fps": 1.0,
+        "max_frames": 512,
+        "num_prefixes": None,
+        "max_pixels": 16384 * 32 * 32,
+    }
+
+    def load_backend(self):
+        from topreward.backends.robometer import RobometerBackend
+
+        return RobometerBackend.from_config(self.backend_config)
+
+    def setup(self) -> None:
+        factor = getattr(self.backend, "patch_factor", ROBOMETER_FACTOR)
+        if factor != ROBOMETER_FACTOR:
+            raise ValueError(
+                f"the base model's processor works on a {factor}-pixel grid; Robometer's resize assumes "
+                f"{ROBOMETER_FACTOR} (Qwen3-VL)"
+            )
+
+    @property
+    def preparer(self) -> RobometerPreparer:
+        return RobometerPreparer(self.sampling)
+
+    @classmethod
+    def preparer_for(cls, backend_config, sampling, config) -> RobometerPreparer:
+        return RobometerPreparer(sampling)
+
+    def evaluation_points(self, video: ModelVideo) -> list[int]:
+        from topreward.sampling import prefix_lengths
+
+        return prefix_lengths(video.num_frames, self.sampling.num_prefixes)
+
+    def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
+        at = np.asarray(points) - 1
+        if self.backend_config.path == "reference":
+            reads = [self.backend.frame_values(video.frames[:k], instruction) for k in points]
+            progress = np.array([r.progress[-1] for r in reads])
+            success = np.array([r.success[-1] for r in reads])
+        else:
+            read = self.backend.frame_values(video.frames[: points[-1]], instruction)
+            progress, success = read.progress[at], read.success[at]
+        return MethodOutput(
+            values=progress,
+            progress=progress,
+            success=float(success[-1]),
+            signals={"head_success": success},
+        )
+
+    def prefer(self, video_a: Any, video_b: Any, instruction: str, *, fps: float | None = None) -> float:
+        """P(trajectory `video_a` makes more progress on `instruction` than `video_b`): the preference
+        head over their prompt (A, `<|split_token|>`, B, `<|pref_token|>`). Inputs as `score`'s."""
+        a, b = as_episode(video_a, instruction, fps), as_episode(video_b, instruction, fps)
+        text = check_instruction(a, instruction, reserved_tokens(self.backend))
+        fa, fb = self.prepare(a).frames, self.prepare(b).frames
+        if fa.shape[1:] != fb.shape[1:]:
+            fb = resize_frames(fb, fa.shape[1:3])  # one prompt, one frame size
+        return self.backend.preference(fa, fb, text)

@@ -1,0 +1,168 @@
+"""Robometer: the released checkpoint layout, its prompt, one forward for every frame, and bad checkpoints.
+
+The model is a tiny random-weight instance in the release's own layout (`make-tiny-model --arch robometer`),
+found through the same model-table lookup a Hub id takes. Golden values from the authors' own code are
+checked in `test_robometer_equals_the_authors_code`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from topreward import load_scorer
+from topreward.cli import main
+from topreward.scorers.pretrained import known_model, method_for
+from topreward.tiny import make_tiny_model
+
+CLIP = Path(__file__).resolve().parents[1] / "src/topreward/assets/sample_pick_place.mp4"
+
+
+@pytest.fixture(scope="session")
+def robometer_dir(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("robometer") / "ckpt", "robometer")
+
+
+@pytest.fixture(scope="session")
+def robometer(robometer_dir):
+    return load_scorer(model=str(robometer_dir), device="cpu")  # no method: the table picks it
+
+
+def frames(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (n, 64, 96, 3), dtype=np.uint8)
+
+
+def test_the_model_table_picks_robometer_for_its_layout_and_its_names(robometer, robometer_dir, tmp_path):
+    assert robometer.name == "robometer"
+    assert (robometer.sampling.fps, robometer.sampling.max_frames, robometer.sampling.num_prefixes) == (
+        1.0,
+        512,
+        None,
+    )
+    assert method_for("robometer/Robometer-4B") == "robometer"
+    snapshot = tmp_path / "hub/models--robometer--Robometer-4B/snapshots/abc123"
+    assert known_model(str(snapshot)).model == "robometer/Robometer-4B"
+    assert method_for(str(tmp_path)) is None and method_for("Qwen/Qwen3-VL-8B-Instruct") is None
+    # an explicit option still wins over the protocol's
+    assert load_scorer(model=str(robometer_dir), device="cpu", fps=2.0).sampling.fps == 2.0
+
+
+def test_prompt_is_their_collators(robometer):
+    text = robometer.backend.progress_text("fold the towel", 2)
+    frame = "<|vision_start|><|image_pad|><|vision_end|><|prog_token|>"
+    assert text == (
+        "<|im_start|>user\nThe task for the robot is 'fold the towel'. Given the trajectory video, predict the "
+        "task progress at each frame, how far along the robot is towards completing the task, a float between 0 "
+        "and 1, where 0 is the starting state and 1 is when the task is completed. If the robot is not "
+        f"performing the same task, predict 0 progress.Picture 1: {frame}Picture 2: {frame}<|im_end|>\n"
+    )
+    ids = robometer.backend.token_ids
+    assert [ids[t] for t in ids] == list(range(523, 528))  # added one by one after the base vocabulary
+
+
+def test_one_forward_equals_one_forward_per_prefix(robometer, robometer_dir):
+    reference = load_scorer(
+        model=str(robometer_dir), device="cpu", path="reference", backend=robometer.backend
+    )
+    video = frames(7)
+    fast, slow = (
+        robometer.score(video, "fold the towel", fps=1.0),
+        reference.score(video, "fold the towel", fps=1.0),
+    )
+    assert fast.prefix_lengths.tolist() == list(range(1, 8))  # every frame at 1 fps, in order
+    np.testing.assert_allclose(fast.values, slow.values, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(fast.signals["head_success"], slow.signals["head_success"], atol=1e-4, rtol=0)
+    # the backend's own per-prefix reference path agrees too, and the values are not all alike
+    one, per_prefix = robometer.backend.frame_values(video, "t"), robometer.backend.prefix_values(video, "t")
+    np.testing.assert_allclose(one.progress, per_prefix.progress, atol=1e-4, rtol=0)
+    assert np.ptp(one.progress) > 1e-3 and np.all((one.progress >= 0) & (one.progress <= 1))
+    # evaluation points at a subset of frames read the same forward
+    sub = load_scorer(model=str(robometer_dir), num_prefixes=3, backend=robometer.backend)
+    some = sub.score(video, "fold the towel", fps=1.0)
+    np.testing.assert_allclose(some.values, fast.values[some.prefix_lengths - 1], atol=1e-6, rtol=0)
+
+
+def test_frames_are_sampled_and_resized_as_their_local_example(robometer):
+    mv = robometer.prepare(__import__("topreward").episode.as_episode(str(CLIP), "t"))
+    # 60 frames at 10 fps -> int(round(60 * 1 / 10)) = 6 frames, linspace truncated to integers
+    assert mv.source_indices.tolist() == np.linspace(0, 59, 6).astype(int).tolist()
+    assert mv.frames.shape[1] % 32 == 0 and mv.frames.shape[2] % 32 == 0
+
+
+def test_preference_head_reads_both_orders(robometer):
+    a, b = frames(3, 1), frames(4, 2)
+    p_ab = robometer.prefer(a, b, "fold the towel", fps=1.0)
+    p_ba = robometer.prefer(b, a, "fold the towel", fps=1.0)
+    assert 0 < p_ab < 1 and 0 < p_ba < 1 and abs(p_ab - p_ba) > 1e-4
+    text = robometer.backend.preference_text("fold the towel", 1, 1)
+    assert (
+        "This is Trajectory A. Picture 1: " in text
+        and "<|split_token|>This is Trajectory B. Picture 2: " in text
+    )
+    assert text.endswith("Now predict the preference between the two trajectories.<|pref_token|><|im_end|>\n")
+
+
+def test_score_cli_through_the_table(robometer_dir, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = main(
+        [
+            "score",
+            str(CLIP),
+            "put the pen into the cup",
+            "--model",
+            str(robometer_dir),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["method"] == "robometer" and len(result["values"]) == 6
+    assert result["model"]["family"] == "robometer"
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("Qwen3-VL-tiny-base"))
+    return dst
+
+
+def test_bad_checkpoints_are_refused_with_the_reason(robometer_dir, tmp_path):
+    from topreward.backends.robometer import RobometerBackend
+
+    # heads missing from the index
+    no_heads = _copy(robometer_dir, tmp_path / "no_heads")
+    index = json.loads((no_heads / "model.safetensors.index.json").read_text())
+    index["weight_map"] = {k: v for k, v in index["weight_map"].items() if not k.startswith("success_head.")}
+    (no_heads / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=r"lacks the heads \['success_head'\]"):
+        RobometerBackend(str(no_heads), device="cpu")
+    # backbone tensors missing: refused, not run on random weights
+    no_backbone = _copy(robometer_dir, tmp_path / "no_backbone")
+    index = json.loads((no_backbone / "model.safetensors.index.json").read_text())
+    index["weight_map"] = {k: v for k, v in index["weight_map"].items() if not k.startswith("model.visual.")}
+    (no_backbone / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="backbone tensors"):
+        RobometerBackend(str(no_backbone), device="cpu")
+    # the embedding has no rows for the five added tokens
+    no_tokens = _copy(robometer_dir, tmp_path / "no_tokens")
+    config = json.loads((no_tokens / "config.json").read_text())
+    config["text_config"]["vocab_size"] -= 5
+    (no_tokens / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="lacks its special tokens"):
+        RobometerBackend(str(no_tokens), device="cpu")
+    # no config.yaml: not a Robometer checkpoint
+    no_yaml = _copy(robometer_dir, tmp_path / "no_yaml")
+    (no_yaml / "config.yaml").unlink()
+    with pytest.raises(ValueError, match="no config.yaml"):
+        RobometerBackend(str(no_yaml), device="cpu")
+    # a shard named by the index is missing
+    no_shard = _copy(robometer_dir, tmp_path / "no_shard")
+    (no_shard / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(ValueError, match="names shards that are not in"):
+        RobometerBackend(str(no_shard), device="cpu")
