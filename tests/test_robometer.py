@@ -97,7 +97,7 @@ def test_preference_head_reads_both_orders(robometer):
     a, b = frames(3, 1), frames(4, 2)
     p_ab = robometer.prefer(a, b, "fold the towel", fps=1.0)
     p_ba = robometer.prefer(b, a, "fold the towel", fps=1.0)
-    assert 0 < p_ab < 1 and 0 < p_ba < 1 and abs(p_ab - p_ba) > 1e-4
+    assert 0 < p_ab < 1 and 0 < p_ba < 1 and abs(p_ab - p_ba) > 1e-6  # the order is read
     text = robometer.backend.preference_text("fold the towel", 1, 1)
     assert (
         "This is Trajectory A. Picture 1: " in text
@@ -166,3 +166,61 @@ def test_bad_checkpoints_are_refused_with_the_reason(robometer_dir, tmp_path):
     (no_shard / "model-00002-of-00002.safetensors").unlink()
     with pytest.raises(ValueError, match="names shards that are not in"):
         RobometerBackend(str(no_shard), device="cpu")
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "robometer.json"
+
+
+def test_robometer_equals_the_authors_code(robometer, robometer_dir):
+    """`scripts/golden/record_robometer.py` ran the authors' loader, collator and `compute_batch_outputs`
+    on this tiny checkpoint and the bundled clip; we must give the same text, ids and values."""
+    import hashlib
+
+    from topreward.episode import as_episode
+
+    golden = json.loads(GOLDEN.read_text())
+    weights = b"".join((robometer_dir / f).read_bytes() for f in sorted(golden["model_files_sha256"]))
+    assert hashlib.sha256(weights).hexdigest() == golden["model_sha256"], (
+        "the tiny checkpoint's bytes changed"
+    )
+    assert hashlib.sha256(CLIP.read_bytes()).hexdigest() == golden["clip_sha256"]
+    backend = robometer.backend
+    assert [backend.token_ids[t] for t in backend.token_ids] == list(golden["special_token_ids"].values())
+    episode = as_episode(str(CLIP), "t")
+    mv = robometer.prepare(episode)
+    assert mv.source_indices.tolist() == golden["frame_indices"]
+    for case in golden["progress"]:
+        text = backend.progress_text(case["task"], len(mv.frames))
+        assert text == case["text"]
+        inputs = backend.processor(text=[text], images=list(mv.frames), do_resize=False, return_tensors="pt")
+        assert inputs["input_ids"][0].tolist() == case["input_ids"]
+        result = robometer.score(episode, case["task"])
+        np.testing.assert_allclose(result.values, case["progress"], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(result.signals["head_success"], case["success"], atol=1e-4, rtol=0)
+    frames = mv.frames
+    for key, (a, b) in (
+        ("A_forward_B_reversed", (frames, frames[::-1])),
+        ("A_reversed_B_forward", (frames[::-1], frames)),
+    ):
+        case = golden["preference"][key]
+        task = golden["preference"]["task"]
+        assert backend.preference_text(task, len(a), len(b)) == case["text"]
+        assert backend.preference(np.ascontiguousarray(a), np.ascontiguousarray(b), task) == pytest.approx(
+            case["preference_prob"], abs=1e-4
+        )
+    per_prefix = golden["per_prefix"]
+    read = backend.prefix_values(frames, per_prefix["task"])
+    np.testing.assert_allclose(read.progress, per_prefix["progress_last"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(read.success, per_prefix["success_last"], atol=1e-4, rtol=0)
+
+
+def test_control_tokens_in_the_task_are_refused(robometer):
+    for text, token in (
+        ("open <|prog_token|> it", "<|prog_token|>"),
+        ("open <|image_pad|> it", "<|image_pad|>"),
+    ):
+        with pytest.raises(ValueError, match="instruction") as e:
+            robometer.score(frames(2), text, fps=1.0)
+        assert token in str(e.value)
+    with pytest.raises(ValueError, match="stream session does not yet"):
+        robometer.stream("open the drawer", source_fps=1.0)

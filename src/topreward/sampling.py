@@ -58,12 +58,16 @@ class ModelVideo:
         source_indices: index in the source video of each sampled frame.
         source_fps: frame rate of the source video.
         rate: the sampling rate, when it is known exactly (default: the average over `source_indices`).
+        clock: when set, the model is told the frames are consecutive at `clock` frames per second
+            (indices 0, 1, ... whatever their source indices), as qwen-vl-utils tells it for a list of
+            frames (RoboReward); `source_indices` still place the values in the episode.
     """
 
     frames: np.ndarray
     source_indices: np.ndarray
     source_fps: float
     rate: float | None = None
+    clock: float | None = None
 
     def __post_init__(self) -> None:
         self.frames = np.asarray(self.frames)
@@ -107,6 +111,7 @@ def appended(video: ModelVideo, frames: np.ndarray, source_indices: np.ndarray |
         np.concatenate([video.source_indices, idx]),
         video.source_fps,
         video.rate,
+        video.clock,
     )
 
 
@@ -142,6 +147,31 @@ def frame_size(
                 h -= factor
             else:
                 w -= factor
+    return h, w
+
+
+def qwen_smart_size(
+    height: int,
+    width: int,
+    factor: int = 32,
+    min_pixels: int = 4 * 32 * 32,
+    max_pixels: int = 16384 * 32 * 32,
+) -> tuple[int, int]:
+    """qwen-vl-utils 0.0.14's `smart_resize`, which trained reward models' own pipelines apply (Robometer,
+    RoboReward): sides rounded to `factor` (Python's round, half to even), then scaled down (floor) or up
+    (ceil) to the grid only when outside [min_pixels, max_pixels]."""
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"frame aspect ratio {max(height, width) / min(height, width):.0f} is over 200")
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
     return h, w
 
 

@@ -320,8 +320,11 @@ def build_processor(arch: Arch, tokenizer):
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
         size = {"shortest_edge": 32 * 32, "longest_edge": 256 * 32 * 32}
+        half = [0.5, 0.5, 0.5]  # Qwen3-VL's own normalisation (its video processor's default too)
         return Qwen3VLProcessor(
-            image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, size=size),
+            image_processor=Qwen2VLImageProcessor(
+                patch_size=16, merge_size=2, size=size, image_mean=half, image_std=half
+            ),
             tokenizer=tokenizer,
             video_processor=Qwen3VLVideoProcessor(size=size, cap_pixels_per_frame=False),
             chat_template=CHAT_TEMPLATE,

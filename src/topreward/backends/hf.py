@@ -263,6 +263,11 @@ class HFBackend:
         return kw
 
     def prefix_metadata(self, video: ModelVideo, k: int):
+        if video.clock is not None:
+            # qwen-vl-utils' list of frames: consecutive at `clock`, the count padded to whole temporal
+            # groups (the processor repeats the last frame; the timestamps count the repeat as a new frame)
+            n = -(-k // self.temporal_patch) * self.temporal_patch
+            return self.family.video_metadata(np.arange(n), video.clock, video.clock)
         return self.family.video_metadata(video.source_indices[:k], video.source_fps, video.sampled_fps)
 
     def check_context(self, num_tokens: int) -> None:

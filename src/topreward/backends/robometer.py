@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -415,27 +414,3 @@ def _local_folder(model: str, revision: str | None) -> Path:
             f"cannot download Robometer checkpoint {model!r} ({type(e).__name__}: {e}); download it where the "
             "Hub is reachable and pass the local folder"
         ) from e
-
-
-def smart_size(
-    height: int,
-    width: int,
-    factor: int = 32,
-    min_pixels: int = 4 * 32 * 32,
-    max_pixels: int = 16384 * 32 * 32,
-) -> tuple[int, int]:
-    """qwen-vl-utils 0.0.14's `smart_resize`, which Robometer's collator applies to every frame: sides
-    rounded to `factor` (Python's round, half to even), scaled only when outside [min, max] pixels."""
-    if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"frame aspect ratio {max(height, width) / min(height, width):.0f} is over 200")
-    h = max(factor, round(height / factor) * factor)
-    w = max(factor, round(width / factor) * factor)
-    if h * w > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h = max(factor, math.floor(height / beta / factor) * factor)
-        w = max(factor, math.floor(width / beta / factor) * factor)
-    elif h * w < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h = math.ceil(height * beta / factor) * factor
-        w = math.ceil(width * beta / factor) * factor
-    return h, w

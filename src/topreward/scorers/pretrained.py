@@ -42,6 +42,18 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
         summary="Qwen3-VL-4B + trained heads: per-frame progress (10 bins) and success, pairwise preference",
         code="github robometer/robometer c7f38e2",
     ),
+    KnownModel(
+        model="teetone/RoboReward-4B",
+        method="roboreward",
+        summary="Qwen3-VL-4B fine-tune: a 1-5 end-state rubric score per prefix (generate, or expected)",
+        code="roboreason 0.1.5.2 (roboreward.py, core.generate)",
+    ),
+    KnownModel(
+        model="teetone/RoboReward-8B",
+        method="roboreward",
+        summary="Qwen3-VL-8B fine-tune: a 1-5 end-state rubric score per prefix (generate, or expected)",
+        code="roboreason 0.1.5.2 (roboreward.py, core.generate)",
+    ),
 )
 
 

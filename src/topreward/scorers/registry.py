@@ -24,6 +24,7 @@ _BUILTIN = (
     "topreward.scorers.gvl",
     "topreward.scorers.score",
     "topreward.scorers.robometer",
+    "topreward.scorers.roboreward",
 )
 
 

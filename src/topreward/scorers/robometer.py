@@ -5,7 +5,7 @@ Recipe (github robometer/robometer at c7f38e2: `scripts/example_inference_local.
   1. Frames at `fps` (1 by default, their local example's): `n = int(round(total * fps / source_fps))`,
      clamped to [1, total] and to `max_frames` (512), indices `linspace(0, total - 1, n)` truncated to
      integers (every frame when n = total). A clip or frame folder given at 1 fps is scored frame by frame.
-  2. Every frame is resized as qwen-vl-utils does before their processor call (`smart_size`: sides rounded
+  2. Every frame is resized as qwen-vl-utils does before their processor call (`qwen_smart_size`: sides rounded
      to multiples of 32, half to even; PIL bicubic).
   3. One user turn: their progress prompt with the task, then each frame and a `<|prog_token|>`
      (`RobometerBackend.progress_text`); one forward; the last hidden state at each `<|prog_token|>` ->
@@ -28,7 +28,7 @@ import numpy as np
 
 from topreward.backends.base import REWARD_HEADS, ModelVideo
 from topreward.episode import Episode, as_episode, validate_frames
-from topreward.sampling import SamplingConfig, resize_frames
+from topreward.sampling import SamplingConfig, qwen_smart_size, resize_frames
 from topreward.scorers.base import MethodConfig, MethodOutput, Scorer
 from topreward.scorers.registry import register
 from topreward.task_text import check_instruction, reserved_tokens
@@ -53,8 +53,6 @@ class RobometerPreparer:
     sampling: SamplingConfig
 
     def __call__(self, episode: Episode) -> ModelVideo:
-        from topreward.backends.robometer import smart_size
-
         cfg = self.sampling
         if cfg.size is not None:
             raise ValueError(
@@ -62,7 +60,7 @@ class RobometerPreparer:
             )
         idx = robometer_indices(episode.num_frames, episode.fps, cfg.fps, cfg.max_frames)
         frames = validate_frames(episode.frames(idx), what=f"frames of {episode.source}")
-        hw = smart_size(frames.shape[1], frames.shape[2], ROBOMETER_FACTOR, max_pixels=cfg.max_pixels)
+        hw = qwen_smart_size(frames.shape[1], frames.shape[2], ROBOMETER_FACTOR, max_pixels=cfg.max_pixels)
         return ModelVideo(resize_frames(frames, hw), idx, episode.fps)
 
 
@@ -107,6 +105,12 @@ class RobometerScorer(Scorer):
     @classmethod
     def preparer_for(cls, backend_config, sampling, config) -> RobometerPreparer:
         return RobometerPreparer(sampling)
+
+    def stream(self, instruction: str, **kwargs: Any):
+        raise ValueError(
+            "robometer samples and sizes frames as its authors' pipeline does, which a stream session does not "
+            "yet; score the frames so far with score() (one forward gives every frame's value)"
+        )
 
     def evaluation_points(self, video: ModelVideo) -> list[int]:
         from topreward.sampling import prefix_lengths
