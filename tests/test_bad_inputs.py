@@ -21,11 +21,11 @@ from PIL import Image
 
 import topreward
 from topreward.annotate import annotate, lock_path, work_path
+from topreward.backends.base import REWARD_HEADS
 from topreward.bench import BenchConfig, BenchDataset, run_bench
 from topreward.cli import main
 from topreward.datasets import open_source
 from topreward.episode import Episode
-from topreward.backends.base import REWARD_HEADS
 from topreward.scorers.registry import list_scorers, scorer_class
 from topreward.video import write_video
 from topreward.worklog import JsonlLog
