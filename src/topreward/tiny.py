@@ -16,13 +16,13 @@ from typing import Literal
 
 from topreward.prompts import TOPREWARD_TEMPLATE
 
-Arch = Literal["qwen3_vl", "qwen2_5_vl", "qwen3_5", "molmo2", "robometer"]
+Arch = Literal["qwen3_vl", "qwen2_5_vl", "qwen3_5", "molmo2", "robometer", "lrm"]
 #: the architectures every parametrised test runs on
 ARCHS: tuple[str, ...] = ("qwen3_vl", "qwen2_5_vl")
 #: further architectures with focused tests of their own (`tests/test_more_families.py`)
 EXTRA_ARCHS: tuple[str, ...] = ("qwen3_5", "molmo2")
 #: tiny instances of released reward models, each in its release's own folder layout
-RELEASED_ARCHS: tuple[str, ...] = ("robometer",)
+RELEASED_ARCHS: tuple[str, ...] = ("robometer", "lrm")
 ALL_ARCHS: tuple[str, ...] = ARCHS + EXTRA_ARCHS + RELEASED_ARCHS
 
 SPECIAL_TOKENS = [
@@ -367,6 +367,8 @@ def make_tiny_model(path: str | Path, arch: Arch = "qwen3_vl", *, seed: int = 0)
     path.mkdir(parents=True, exist_ok=True)
     if arch == "robometer":
         return make_tiny_robometer(path, seed=seed)
+    if arch == "lrm":
+        return make_tiny_lrm(path, seed=seed)
     tokenizer = build_tokenizer(arch=arch)
     build_model(arch, tokenizer, seed=seed).save_pretrained(path)
     build_processor(arch, tokenizer).save_pretrained(path)
@@ -473,3 +475,51 @@ model:
 training:
   predict_pref_progress: true
 """
+
+
+#: the three LoRA adapters of `USC-PSI-Lab/LRM-models`, each in a sub-folder of that name
+LRM_HEADS: tuple[str, ...] = ("contrastive", "completion", "progress")
+#: the language model's projections the tiny adapters adapt (the vision tower's are named otherwise)
+_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def make_tiny_lrm(path: Path, *, seed: int = 0) -> Path:
+    """Tiny random LoRA adapters in the layout of `USC-PSI-Lab/LRM-models`, with their base model.
+
+    `path/Qwen3-VL-8B-Instruct-tiny` is the base (a tiny Qwen3-VL; `Qwen/Qwen3-VL-8B-Instruct` for the
+    release); `path/LRM-models/{contrastive,completion,progress}` are peft adapters of it
+    (`adapter_config.json` + `adapter_model.safetensors`, `base_model_name_or_path` = the base's absolute
+    path) on the language model's projections, with random non-zero `lora_B`; the progress adapter also
+    saves the whole vision tower (`modules_to_save=["visual"]`, perturbed so that it differs from the
+    base's) and ships the processor files, as the release's does. Returns `path/LRM-models`.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    base = path / "Qwen3-VL-8B-Instruct-tiny"
+    tokenizer = build_tokenizer()
+    processor = build_processor("qwen3_vl", tokenizer)
+    build_model("qwen3_vl", tokenizer, seed=seed).save_pretrained(base)
+    processor.save_pretrained(base)
+    for i, head in enumerate(LRM_HEADS):
+        model = build_model("qwen3_vl", tokenizer, seed=seed)
+        config = LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=_LORA_TARGETS,
+            modules_to_save=["visual"] if head == "progress" else None,
+        )
+        peft_model = get_peft_model(model, config)
+        generator = torch.Generator().manual_seed(seed + 100 + i)
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(0.3 * torch.randn(param.shape, generator=generator))
+                elif "modules_to_save" in name:
+                    param.add_(0.05 * torch.randn(param.shape, generator=generator))
+        peft_model.peft_config["default"].base_model_name_or_path = str(base.resolve())
+        folder = path / "LRM-models" / head
+        peft_model.save_pretrained(folder)
+        if head == "progress":
+            processor.save_pretrained(folder)
+    return path / "LRM-models"

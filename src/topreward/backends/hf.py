@@ -288,9 +288,12 @@ class HFBackend:
             **self.processor_kwargs(),
         )
 
-    def image_inputs(self, prompt: str, images: list[np.ndarray], text: str):
-        """Processor inputs of an image prompt (`image_chat`) followed by `text`."""
-        return self.processor(text=[prompt + text], images=list(images), return_tensors="pt", do_resize=False)
+    def image_inputs(self, prompt: str, images: list[np.ndarray], text: str, resize: bool = False):
+        """Processor inputs of an image prompt (`image_chat`) followed by `text`; the images as given, or
+        with `resize` at the processor's own resizing (as `chat` shows them)."""
+        return self.processor(
+            text=[prompt + text], images=list(images), return_tensors="pt", do_resize=resize
+        )
 
     def to_device(self, inputs) -> dict[str, torch.Tensor]:
         """Processor outputs on the model's device."""
@@ -483,8 +486,10 @@ class HFBackend:
         *,
         path: ScoringPath | None = None,
         batch_size: int | None = None,
+        resize: bool = False,
     ) -> list[Answer]:
-        """Answers to requests whose `text` follows `prompt`, a text with one image marker per image.
+        """Answers to requests whose `text` follows `prompt`, a text with one image marker per image (as
+        given, or with `resize` at the processor's own resizing).
 
         `path="fast"`: the prompt (images included) runs once and keeps its KV cache; the requests' texts
         are packed on top of it (`video_cache.score_on_cache`), `batch_size` at a time. `"reference"`:
@@ -495,16 +500,18 @@ class HFBackend:
         if path == "reference" or self.family.fast_path != "packed":
             answers = []
             for r in requests:
-                answers.append(self.forward_answer(self.image_inputs(prompt, images, r.text), r.text, r))
+                answers.append(
+                    self.forward_answer(self.image_inputs(prompt, images, r.text, resize), r.text, r)
+                )
             return answers
-        return self._image_log_probs_shared(prompt, images, requests, batch_size or self.batch_size)
+        return self._image_log_probs_shared(prompt, images, requests, batch_size or self.batch_size, resize)
 
     def _image_log_probs_shared(
-        self, prompt: str, images: list[np.ndarray], requests: list[Request], batch_size: int
+        self, prompt: str, images: list[np.ndarray], requests: list[Request], batch_size: int, resize: bool
     ) -> list[Answer]:
         from topreward.backends.video_cache import Piece, score_on_cache
 
-        inputs = self.processor(text=[prompt], images=list(images), return_tensors="pt", do_resize=False)
+        inputs = self.image_inputs(prompt, images, "", resize)
         ids = inputs["input_ids"][0]
         texts = {r.text: TextTokens.of(self.processor.tokenizer, r.text) for r in requests}
         self.check_context(len(ids) + max(len(t.ids) for t in texts.values()))

@@ -172,6 +172,7 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
     A local model folder's recommended options (`topreward_scoring.json`, e.g. the sampling a trained
     model expects) replace the defaults of the flags not written on the command line.
     """
+    from topreward.scorers.pretrained import release_options
     from topreward.scorers.registry import recommended_options
 
     options = {
@@ -181,7 +182,7 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
     for name, value in saved.items():
         if name in options and not given(args, "--" + name.replace("_", "-")):
             options[name] = value
-    return options
+    return release_options(options)
 
 
 def valid_flags(method: str) -> list[str]:

@@ -131,11 +131,13 @@ class Scorer:
         cfg = self.backend_config
         return self.backend.video_cache(video, before, path=cfg.path, batch_size=cfg.batch_size)
 
-    def image_log_probs(self, prompt: str, images: list, requests: list):
-        """The backend's image-prompt answers, on the path and batch size of this scorer's options."""
+    def image_log_probs(self, prompt: str, images: list, requests: list, resize: bool = False):
+        """The backend's image-prompt answers, on the path and batch size of this scorer's options (images
+        as given, or with `resize` at the processor's own resizing)."""
         cfg = self.backend_config
+        kwargs = {"resize": True} if resize else {}  # remote backends take images as given
         return self.backend.image_log_probs(
-            prompt, images, requests, path=cfg.path, batch_size=cfg.batch_size
+            prompt, images, requests, path=cfg.path, batch_size=cfg.batch_size, **kwargs
         )
 
     def evaluation_points(self, video: ModelVideo) -> list[int]:

@@ -33,6 +33,8 @@ class KnownModel:
     summary: str
     options: dict[str, Any] = field(default_factory=dict)
     code: str = ""
+    #: for a LoRA adapter (a Hub repo's sub-folder): the model it goes on, when its config names none here
+    base_model: str | None = None
 
 
 KNOWN_MODELS: tuple[KnownModel, ...] = (
@@ -54,6 +56,20 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
         summary="Qwen3-VL-8B fine-tune: a 1-5 end-state rubric score per prefix (generate, or expected)",
         code="roboreason 0.1.5.2 (roboreward.py, core.generate)",
     ),
+    *(
+        KnownModel(
+            model=f"USC-PSI-Lab/LRM-models/{head}",
+            method=f"lrm-released-{head}",
+            summary=f"LRM's {head} LoRA adapter on Qwen3-VL-8B-Instruct: {what}",
+            code="github physical-superintelligence-lab/Large-Reward-Models 5845ab0 (vlm_reward_server.py)",
+            base_model="Qwen/Qwen3-VL-8B-Instruct",
+        )
+        for head, what in (
+            ("progress", "completion 0.0..1.0 per frame, JSON (generate, or expected)"),
+            ("completion", "task completed yes/no per frame, JSON (generate, or expected)"),
+            ("contrastive", "which of two frames is closer to done, +1/-1 (generate)"),
+        )
+    ),
 )
 
 
@@ -66,15 +82,54 @@ def known_model(model: str | None) -> KnownModel | None:
     if text.casefold() in by_id:
         return by_id[text.casefold()]
     path = Path(text).expanduser()
-    for part in reversed(path.parts):  # ~/.cache/huggingface/hub/models--owner--name/snapshots/<commit>
+    parts = path.parts
+    for i, part in enumerate(parts):  # ~/.cache/huggingface/hub/models--owner--name/snapshots/<commit>[/sub]
         if part.startswith("models--") and part.count("--") >= 2:
-            return by_id.get(part.removeprefix("models--").replace("--", "/", 1).casefold())
+            repo = part.removeprefix("models--").replace("--", "/", 1)
+            return by_id.get("/".join((repo, *parts[i + 3 :])).casefold())
     if not path.is_dir():
         return None
     if _is_robometer_folder(path):
         return by_id["robometer/robometer-4b"]
-    by_name = {m.model.split("/")[-1].casefold(): m for m in KNOWN_MODELS}
-    return by_name.get(path.resolve().name.casefold())
+    resolved = path.resolve().parts
+    for entry in KNOWN_MODELS:  # a folder named like the repository (and its sub-folder)
+        tail = entry.model.split("/")[1:]
+        if [p.casefold() for p in resolved[-len(tail) :]] == [t.casefold() for t in tail]:
+            return entry
+    return None
+
+
+def release_options(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with a released adapter named as `model` (`USC-PSI-Lab/LRM-models/progress`, or its local
+    folder) turned into what loads it: its base as `model`, the adapter folder as `adapter`."""
+    entry = known_model(options.get("model"))
+    if entry is None or entry.base_model is None or options.get("adapter"):
+        return options
+    from topreward.backends.adapters import ADAPTER_CONFIG
+
+    folder = _adapter_folder(entry, str(options["model"]), options.get("revision"))
+    config = folder / ADAPTER_CONFIG
+    if not config.is_file():
+        raise ValueError(f"{folder} has no {ADAPTER_CONFIG}: it is not a download of {entry.model}")
+    recorded = json.loads(config.read_text()).get("base_model_name_or_path")
+    base = recorded if recorded and Path(recorded).expanduser().is_dir() else entry.base_model
+    return {**options, "model": base, "adapter": str(folder)}
+
+
+def _adapter_folder(entry: KnownModel, model: str, revision: str | None) -> Path:
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    repo, sub = "/".join(entry.model.split("/")[:2]), "/".join(entry.model.split("/")[2:])
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=[f"{sub}/*"])) / sub
+    except Exception as e:  # offline, no access: one piece of advice
+        raise ValueError(
+            f"cannot download {entry.model} ({type(e).__name__}: {e}); download the {sub!r} folder of {repo} "
+            "where the Hub is reachable and pass that folder as the model"
+        ) from e
 
 
 def method_for(model: str | None) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from topreward.backends.config import BackendConfig
 from topreward.sampling import SamplingConfig
-from topreward.scorers.pretrained import known_model, method_for
+from topreward.scorers.pretrained import known_model, method_for, release_options
 
 _REGISTRY: dict[str, type] = {}
 
@@ -25,6 +25,7 @@ _BUILTIN = (
     "topreward.scorers.score",
     "topreward.scorers.robometer",
     "topreward.scorers.roboreward",
+    "topreward.scorers.lrm_released",
 )
 
 
@@ -70,6 +71,7 @@ def load_scorer(name: str | None = None, *, backend: Any = None, **options: Any)
             `topreward score --method NAME --help`).
     """
     name = name or method_for(options.get("model")) or "topreward"
+    options = release_options(options)  # a released adapter named as the model: its base + the adapter
     cls = scorer_class(name)
     if isinstance(backend, str):
         options["backend"], backend = backend, None
