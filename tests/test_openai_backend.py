@@ -305,6 +305,31 @@ def test_chat_over_transformers_serve_equals_in_process(transformers_server, qwe
     ).lstrip(" ")
 
 
+def test_sole_over_transformers_serve_equals_in_process(transformers_server, qwen3_backend, sample_video):
+    """SOLE-R1 as its authors serve it (an OpenAI-compatible server): the system turn, the composite image,
+    the previous answer fed back, step by step; greedy here so both sides must agree token for token."""
+    model, url = transformers_server
+    options = {"temperature": 0.0, "max_frames": 3, "max_new_tokens": 8}
+    served = load_scorer(
+        "sole", backend=OpenAIServerBackend(model, url=url, timeout=60, retries=1), **options
+    )
+    local = load_scorer("sole", backend=qwen3_backend, **options)
+    a, b = served.score(str(sample_video), INSTRUCTION), local.score(str(sample_video), INSTRUCTION)
+    assert [t.lstrip(" ") for t in a.signals["answers"]] == [t.lstrip(" ") for t in b.signals["answers"]]
+    assert a.signals["read"] == b.signals["read"] and len(a.signals["answers"]) == 3
+
+
+def test_sampling_settings_and_the_system_turn_reach_the_server(double):
+    backend = server_backend(double)
+    g = Generation(max_new_tokens=5, temperature=1.0, top_p=0.9, top_k=50, seed=3, system="Be brief.")
+    assert backend.chat(["Describe."], g) == double.chat_reply
+    _, body, _ = double.calls[-1]
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert (body["temperature"], body["top_p"], body["top_k"], body["seed"]) == (1.0, 0.9, 50, 3)
+    backend.chat(["Describe."], Generation(max_new_tokens=5, top_p=0.9, top_k=50))  # greedy: not sent
+    assert "top_p" not in double.calls[-1][1] and "top_k" not in double.calls[-1][1]
+
+
 def test_cli_score_over_the_server(double, sample_video, tmp_path):
     from topreward.cli import main
 

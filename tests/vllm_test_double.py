@@ -130,7 +130,7 @@ class ServerTestDouble:
     def chat_completion(self, body: dict) -> dict:
         if body.get("model") != self.model_name:
             raise _Reject(404, f"The model `{body.get('model')}` does not exist.")
-        (message,) = body["messages"]
+        *system, message = body["messages"]  # an optional system message, then the user turn
         images, template_content = [], []
         for part in message["content"]:
             if part["type"] == "image_url":
@@ -145,7 +145,7 @@ class ServerTestDouble:
                 400, "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
             )
         text = self.backend.processor.apply_chat_template(
-            [{"role": "user", "content": template_content}],
+            [*system, {"role": "user", "content": template_content}],
             add_generation_prompt=add_gen,
             continue_final_message=cont,
             tokenize=False,

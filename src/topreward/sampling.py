@@ -130,6 +130,14 @@ def sample_indices(num_frames: int, source_fps: float, fps: float, max_frames: i
     return np.unique(np.round(np.linspace(0, num_frames - 1, n)).astype(np.int64))
 
 
+def spread_indices(num_frames: int, count: int) -> np.ndarray:
+    """`np.linspace(0, T - 1, count, dtype=int)` (truncated) when the episode is longer, else every frame: how
+    the inference code of trained reward models (RoboReward, SOLE-R1) picks its frames."""
+    if num_frames > count:
+        return np.linspace(0, num_frames - 1, count).astype(np.int64)
+    return np.arange(num_frames, dtype=np.int64)
+
+
 def frame_size(
     height: int, width: int, factor: int, max_pixels: int, size: tuple[int, int] | None = None
 ) -> tuple[int, int]:

@@ -83,12 +83,18 @@ class Generation:
         stop: strings that end the answer; the answer is cut before the first one (not included).
         temperature: 0 = greedy (the default, deterministic); > 0 samples, seeded by `seed`.
         seed: the sampling seed (a given seed gives the same text on the same backend and model).
+        top_p: when sampling, keep the smallest set of tokens with this much probability (1 = all).
+        top_k: when sampling, keep the k most likely tokens (0 = all).
+        system: a system turn before the user turn (None: none).
     """
 
     max_new_tokens: int = 512
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
     seed: int = 0
+    top_p: float = 1.0
+    top_k: int = 0
+    system: str | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -99,6 +105,12 @@ class Generation:
             raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if not (isinstance(self.temperature, (int, float)) and 0 <= self.temperature < float("inf")):
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0 (0 = all tokens), got {self.top_k!r}")
+        if self.system is not None and not isinstance(self.system, str):
+            raise TypeError(f"system must be text or None, got {type(self.system).__name__}")
         if isinstance(self.stop, str) or any(not isinstance(x, str) or not x for x in self.stop):
             raise ValueError(f"stop must be a tuple of non-empty strings, got {self.stop!r}")
 

@@ -296,6 +296,9 @@ class GeminiBackend:
             stop_sequences=list(generation.stop) or None,
             temperature=float(generation.temperature),
             seed=int(generation.seed),
+            top_p=float(generation.top_p) if generation.top_p < 1 else None,
+            top_k=int(generation.top_k) if generation.top_k else None,
+            system_instruction=generation.system,
             response_logprobs=True if top is not None else None,
             logprobs=top,
             thinking_config=(

@@ -421,7 +421,8 @@ class HFBackend:
 
     # ---- generation -------------------------------------------------------------------------------
     def chat(self, parts: list, generation: Generation | None = None) -> str:
-        """The model's answer to one user turn of text, images (uint8 (H, W, 3)) and videos (`ModelVideo`).
+        """The model's answer to one user turn of text, images (uint8 (H, W, 3)) and videos (`ModelVideo`),
+        after `generation.system` as a system turn if given.
 
         The chat template with its generation prompt; images at the processor's own resizing, videos as
         prepared (no resizing or frame sampling, their real timestamps). Greedy unless
@@ -441,8 +442,9 @@ class HFBackend:
             else:
                 content.append({"type": "image"})
                 images.append(p)
+        system = [{"role": "system", "content": generation.system}] if generation.system is not None else []
         text = self.processor.apply_chat_template(
-            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+            [*system, {"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
         kwargs: dict[str, Any] = {}
         if videos:
@@ -460,8 +462,8 @@ class HFBackend:
             max_new_tokens=generation.max_new_tokens,
             do_sample=sample,
             temperature=generation.temperature if sample else None,
-            top_p=None,
-            top_k=None,
+            top_p=generation.top_p if sample and generation.top_p < 1 else None,
+            top_k=generation.top_k if sample and generation.top_k else None,
             stop_strings=list(generation.stop) or None,
             tokenizer=self.processor.tokenizer if generation.stop else None,
         )

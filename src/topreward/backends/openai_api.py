@@ -260,7 +260,9 @@ class OpenAIServerBackend:
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as e:
                 reason = getattr(e, "reason", None) or e
                 if isinstance(reason, TimeoutError):
-                    raise Transient(f"no answer from {url} within the timeout of {self.timeout:g} s") from None
+                    raise Transient(
+                        f"no answer from {url} within the timeout of {self.timeout:g} s"
+                    ) from None
                 raise Transient(f"no answer from {url} ({self._key.redact(str(reason))})") from None
             try:
                 answer = json.loads(raw)
@@ -415,16 +417,22 @@ class OpenAIServerBackend:
 
     # ---- generation -------------------------------------------------------------------------------
     def chat(self, parts: list, generation: Generation | None = None) -> str:
-        """The model's answer to one user turn of text, images, `ImageURL`s and videos (as their frames)."""
+        """The model's answer to one user turn of text, images, `ImageURL`s and videos (as their frames),
+        after `generation.system` as a system message if given."""
         generation = generation or Generation()
         content = self._content(parts)
+        system = [{"role": "system", "content": generation.system}] if generation.system is not None else []
         body: dict[str, Any] = {
             "model": self.model_id,
-            "messages": [{"role": "user", "content": content}],
+            "messages": [*system, {"role": "user", "content": content}],
             "max_tokens": generation.max_new_tokens,
             "temperature": float(generation.temperature),
             "seed": int(generation.seed),
         }
+        if generation.temperature > 0 and generation.top_p < 1:
+            body["top_p"] = float(generation.top_p)
+        if generation.temperature > 0 and generation.top_k:
+            body["top_k"] = int(generation.top_k)  # a vLLM / SGLang extension of the chat API
         if generation.stop:
             body["stop"] = list(generation.stop)
         text = self._post("/v1/chat/completions", body, _parse_chat_text)

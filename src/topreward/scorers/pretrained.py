@@ -56,6 +56,12 @@ KNOWN_MODELS: tuple[KnownModel, ...] = (
         summary="Qwen3-VL-8B fine-tune: a 1-5 end-state rubric score per prefix (generate, or expected)",
         code="roboreason 0.1.5.2 (roboreward.py, core.generate)",
     ),
+    KnownModel(
+        model="Philip-MIT/SOLE-R1-8B",
+        method="sole",
+        summary="Qwen3-VL-8B reasoner: first | previous | current composite, progress % per frame (sampled)",
+        code="roboreason 0.1.5.2 (sole.py, core.generate)",
+    ),
     *(
         KnownModel(
             model=f"USC-PSI-Lab/LRM-models/{head}",

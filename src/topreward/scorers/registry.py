@@ -26,6 +26,7 @@ _BUILTIN = (
     "topreward.scorers.robometer",
     "topreward.scorers.roboreward",
     "topreward.scorers.lrm_released",
+    "topreward.scorers.sole",
 )
 
 

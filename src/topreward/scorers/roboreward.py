@@ -41,7 +41,7 @@ import numpy as np
 from topreward.backends.base import GENERATION, LOG_PROBS, Generation, ModelVideo, Request
 from topreward.config import option
 from topreward.episode import Episode, validate_frames
-from topreward.sampling import SamplingConfig, qwen_smart_size
+from topreward.sampling import SamplingConfig, qwen_smart_size, spread_indices
 from topreward.scorers.base import CacheScorer, MethodConfig, MethodOutput
 from topreward.scorers.registry import register
 
@@ -77,13 +77,6 @@ def parse_score(text: str) -> tuple[float, str]:
     if digits:
         return float(digits[-1]), "last digit"
     return 1.0, "default"
-
-
-def roboreward_indices(num_frames: int, max_frames: int) -> np.ndarray:
-    """`np.linspace(0, T - 1, max_frames, dtype=int)` when the episode is longer, else every frame."""
-    if num_frames > max_frames:
-        return np.linspace(0, num_frames - 1, max_frames).astype(np.int64)
-    return np.arange(num_frames, dtype=np.int64)
 
 
 def roboreward_pixels(frames: np.ndarray) -> np.ndarray:
@@ -125,7 +118,7 @@ class RoboRewardPreparer:
                 f"max_frames={self.sampling.max_frames}: above 300 frames qwen-vl-utils shrinks frames with "
                 "the count, so prefixes would differ in size; use at most 300 (the protocol uses 10)"
             )
-        idx = roboreward_indices(episode.num_frames, self.sampling.max_frames)
+        idx = spread_indices(episode.num_frames, self.sampling.max_frames)
         frames = validate_frames(episode.frames(idx), what=f"frames of {episode.source}")
         if self.swap_red_blue:
             frames = np.ascontiguousarray(frames[..., ::-1])
