@@ -165,3 +165,83 @@ def test_an_adapter_for_another_base_is_refused(lrm_dir, tmp_path, tiny_model_di
         load_scorer(
             "lrm-released-progress", model=str(lrm_dir.parent / "Qwen3-VL-8B-Instruct-tiny"), device="cpu"
         )
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "lrm.json"
+
+
+def test_lrm_equals_the_authors_server(lrm_dir):
+    """`scripts/golden/record_lrm.py` ran their server's `load_vlm_model` (the merge by hand) and
+    `compute_vlm_reward` / `compute_vlm_completion` / `compute_vlm_comparison` on these tiny adapters and the
+    clip's frames [0, 20, 39, 59]: the same prompts, ids and greedy text, their parsers' readings, and the
+    candidates' log-probs after the teacher-forced JSON prefix."""
+    import hashlib
+
+    from topreward.backends.base import Generation
+    from topreward.episode import as_episode
+
+    golden = json.loads(GOLDEN.read_text())
+    for head, sha in golden["adapter_model_sha256"].items():
+        assert hashlib.sha256((lrm_dir / head / "adapter_model.safetensors").read_bytes()).hexdigest() == sha
+    for text_case in golden["parser_cases"]:
+        text = text_case["text"]
+        assert parse_progress(text) == text_case["extract_progress_score"], text
+        assert parse_contrast(text) == text_case["comparison_score"], text
+        assert parse_completion(text.strip()) == text_case["completion_score"], text
+    episode = as_episode(str(CLIP), TASK)
+    for head in ("progress", "completion", "contrastive"):
+        scorer = load_scorer(model=str(lrm_dir / head), device="cpu", max_frames=4)
+        backend, calls = scorer.backend, golden["heads"][head]["calls"]
+        mv = scorer.prepare(episode)
+        assert mv.source_indices.tolist() == golden["frame_indices"]
+        frame = dict(zip(mv.source_indices.tolist(), mv.frames))
+        for call in calls:
+            prompt, images = backend.image_chat(prompt_parts(head, call, frame))
+            assert prompt == call["prompt_text"]
+            ids = backend.image_inputs(prompt, images, "", resize=True)["input_ids"][0].tolist()
+            assert ids == call["input_ids"]
+        # greedy text (one call per head: generating 128-512 tokens is the slow part)
+        call = calls[0]
+        g = Generation(max_new_tokens=golden["heads"][head]["max_new_tokens"])
+        answer = backend.chat(prompt_parts(head, call, frame), g)
+        assert answer.strip() == call["response"].strip()
+        if head == "contrastive":
+            continue
+        result = load_scorer(
+            model=str(lrm_dir / head), readout="expected", backend=backend, max_frames=4
+        ).score(episode)
+        theirs = np.array([c["expected_readout"]["log_probs"] for c in calls])
+        ours = (
+            result.signals["level_log_probs"]
+            if head == "progress"
+            else np.stack([result.signals["log_p_yes"], result.signals["log_p_no"]], axis=1)
+        )
+        np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(
+            result.signals["prefix_log_prob"],
+            [c["expected_readout"]["prefix_log_prob"] for c in calls],
+            atol=1e-4,
+        )
+
+
+def prompt_parts(head: str, call: dict, frame: dict) -> list:
+    if head == "progress":
+        return progress_parts(TASK, frame[call["index"]], frame[call["initial_index"]])
+    if head == "completion":
+        return completion_parts(TASK, frame[call["index"]])
+    return contrast_parts(TASK, frame[call["index_a"]], frame[call["index_b"]])
+
+
+def test_a_span_at_the_answers_first_token_is_read_at_the_prompts_last(lrm_backend):
+    """The fast image path reads such a span's first token from the prompt's last position (it runs that
+    token again on top of the cache); it was read from the wrong row before. Reference: one plain forward."""
+    from topreward.backends.base import Request
+
+    image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    prompt, images = lrm_backend.image_chat(completion_parts(TASK, image))
+    text = '{ "task_completed": "yes'
+    requests = [Request(1, text, span=(0, len(text))), Request(1, text, span=(21, len(text)))]
+    fast = lrm_backend.image_log_probs(prompt, images, requests, path="fast", resize=True)
+    slow = lrm_backend.image_log_probs(prompt, images, requests, path="reference", resize=True)
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a.span, b.span, atol=1e-4, rtol=0)

@@ -532,10 +532,18 @@ class HFBackend:
         cache = out.cache if "cache" in out else out.past_key_values  # renamed `cache` in transformers 5.24
         kv = [(layer.keys, layer.values) for layer in cache.layers]
         item = (Piece.empty(), len(ids), int(pos[0, -1]) + 1)
+        # a span at the text's first token is read at the prompt's last token: that request runs the last
+        # token again as its own piece, seeing the cache without it
+        last = (Piece(ids[-1:], pos[:, -1:], torch.zeros(0, dtype=torch.long)), len(ids) - 1, item[2])
+        items = [
+            last if r.span is not None and texts[r.text].span_tokens(r.span, r.text)[0] == 0 else item
+            for r in requests
+        ]
         answers = []
         for i in range(0, len(requests), batch_size):
-            chunk = requests[i : i + batch_size]
-            got, _ = score_on_cache(self, kv, chunk, [item] * len(chunk), texts.__getitem__)
+            got, _ = score_on_cache(
+                self, kv, requests[i : i + batch_size], items[i : i + batch_size], texts.__getitem__
+            )
             answers += got
         return answers
 

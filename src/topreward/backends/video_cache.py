@@ -542,6 +542,11 @@ def score_on_cache(
         text_start = offset + len(own.ids)
         if r.span is not None:
             j0, j1 = text.span_tokens(r.span, r.text)
+            if j0 == 0 and len(own.ids) == 0:  # its distribution is the cached last token's: not run here
+                raise ValueError(
+                    "a span at a request text's first token needs the last cached token in the request's own "
+                    "piece (run again on top of the cache without it)"
+                )
             reads += [(i, text_start + j - 1, int(text.ids[j])) for j in range(j0, j1)]
         if r.tokens:
             reads.append((i, offset + length - 1, -1))
