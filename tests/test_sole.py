@@ -7,6 +7,7 @@ path (OpenAI-compatible) in `tests/test_openai_backend.py`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,69 @@ def test_views_are_checked(sole):
     two = load_scorer(model=sole.backend_config.model, views="external+wrist", backend=sole.backend)
     with pytest.raises(ValueError, match="side by side"):
         two.score(odd, TASK, fps=1.0)
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "sole.json"
+
+
+def _sha(array: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def test_sole_equals_roboreasons_code(sole, monkeypatch):
+    """`scripts/golden/record_sole.py` ran roboreason 0.1.5.2's `sole()` on this tiny model with a test double
+    of vLLM: (A) scripted completions: the same composites, prompts with the previous answer fed back, and
+    values; (B) the model itself, greedy (their vLLM sampling cannot be reproduced): the same text."""
+    import hashlib
+
+    from topreward.episode import as_episode
+
+    golden = json.loads(GOLDEN.read_text())
+    folder = Path(sole.backend_config.model)
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == golden["model_sha256"]
+    assert {c["text"]: c["answer"] for c in golden["parser"]} == {
+        c["text"]: parse_answer(c["text"]) for c in golden["parser"]
+    }
+    mv = sole.prepare(as_episode(str(CLIP), TASK))
+    assert mv.source_indices.tolist() == golden["frame_indices"]
+    f = mv.frames
+    assert _sha(letterbox(f[0])) == golden["composites"]["resize_with_padding_frame0"]["sha256"]
+    one = composite(f[0], f[0], f[1])
+    assert _sha(one) == golden["composites"]["external"]["composite"]["sha256"]
+    assert _sha(model_image(one)) == golden["composites"]["external"]["model_image"]["sha256"]
+    both = [np.concatenate((x, x[:, ::-1]), axis=1) for x in (f[0], f[0], f[1])]
+    two = composite(*both, views="external+wrist")
+    assert _sha(two) == golden["composites"]["external and wrist"]["composite"]["sha256"]
+    assert _sha(model_image(two)) == golden["composites"]["external and wrist"]["model_image"]["sha256"]
+
+    def run(replies, **options):
+        scorer = load_scorer(model=str(folder), backend=sole.backend, max_frames=4, **options)
+        seen, real = [], sole.backend.chat
+
+        def chat(parts, g):
+            seen.append((parts, g))
+            return next(replies) if replies is not None else real(parts, g)
+
+        monkeypatch.setattr(sole.backend, "chat", chat)
+        result = scorer.score(str(CLIP), TASK)
+        monkeypatch.setattr(sole.backend, "chat", real)
+        return result, seen
+
+    for name, replies, options in (
+        ("scripted", iter(s["scripted_completion"] for s in golden["scripted"]["steps"]), {}),
+        ("greedy", None, {"temperature": 0.0, "max_new_tokens": 200}),
+    ):
+        case = golden[name]
+        result, seen = run(replies, **options)
+        for (parts, g), step in zip(seen, case["steps"], strict=True):
+            chat_text, _ = sole.backend.image_chat([parts[0], parts[1]])
+            system = f"<|im_start|>system\n{g.system}<|im_end|>\n"
+            assert system + chat_text == step["prompt"]
+            assert _sha(parts[0]) == step["image"]["sha256"]
+            if name == "scripted":
+                assert (g.temperature, g.top_p, g.top_k, g.max_new_tokens) == (1.0, 0.9, 50, 200)
+        if name == "greedy":
+            assert result.signals["answers"][1:] == [s["text"] for s in case["steps"]]
+        assert result.values.tolist() == [float(v) for v in case["valid_answer_list_list"][0]]

@@ -13,7 +13,7 @@ Its protocol as the inference code that ships with it runs it (roboreason 0.1.5.
      given, with the task and the previous step's answer as written ("0" at the first step; empty when
      it could not be read, as theirs feeds back).
   4. Sampled as theirs (temperature 1, top-p 0.9, top-k 50, 200 new tokens), seeded here (theirs is not:
-     `seed` + the step's index).
+     `sample_seed` + the step's index).
   5. `<answer>N</answer>` read by their parser (`parse_answer`: the `%` dropped, clamped to -100..100);
      an answer that is not a whole number keeps the last value read (0 before any). Frame 0 is 0.
   Values are percent (their scale); progress = value / 100, clipped to [0, 1]; the success score is the
@@ -152,7 +152,7 @@ class SoleConfig(MethodConfig):
     top_p: float = option(0.9, "nucleus sampling (theirs: 0.9)")
     top_k: int = option(50, "top-k sampling (theirs: 50)")
     max_new_tokens: int = option(200, "generated tokens at most (theirs: 200)")
-    seed: int = option(0, "sampling seed of the first step (step i uses seed + i; theirs is unseeded)")
+    sample_seed: int = option(0, "sampling seed of the first step (step i uses it + i; theirs is unseeded)")
 
 
 @register("sole")
@@ -189,7 +189,7 @@ class SoleScorer(Scorer):
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             top_k=cfg.top_k,
-            seed=cfg.seed + step,
+            seed=cfg.sample_seed + step,
             system=SYSTEM_PROMPT,
         )
 
