@@ -222,5 +222,32 @@ def test_control_tokens_in_the_task_are_refused(robometer):
         with pytest.raises(ValueError, match="instruction") as e:
             robometer.score(frames(2), text, fps=1.0)
         assert token in str(e.value)
-    with pytest.raises(ValueError, match="stream session does not yet"):
-        robometer.stream("open the drawer", source_fps=1.0)
+
+
+def test_streaming_appends_frames_to_the_cache(robometer):
+    """A stream session: every query runs only the new frames on the kept KV cache (`RobometerCache`), and
+    equals one forward over the frames so far; frames are sized as score() sizes them."""
+    from topreward.backends.robometer import RobometerCache
+
+    video = frames(7, 3)
+    session = robometer.stream("fold the towel", source_fps=1.0, max_frames=16)
+    got = []
+    for chunk in (video[:1], video[1:3], video[3:4], video[4:]):
+        session.push(chunk)
+        got.append(session.score())
+    held = session.video.frames
+    assert held.shape[1:3] == (64, 96)  # qwen-vl-utils' rounding to 32 (no budget step-down)
+    one = robometer.backend.frame_values(held, "fold the towel")
+    np.testing.assert_allclose([s.value for s in got], one.progress[[0, 2, 3, 6]], atol=1e-4, rtol=0)
+    np.testing.assert_allclose([s.signals["head_success"] for s in got], one.success[[0, 2, 3, 6]], atol=1e-4)
+    assert [s.progress for s in got] == [s.value for s in got]  # Robometer's own progress, not a min-max
+    cache = next(iter(robometer._online.values()))
+    assert isinstance(cache, RobometerCache) and cache.num_frames == 7
+    # the cache holds every frame's values; a stream that thins its frames starts a new cache
+    np.testing.assert_allclose(cache.progress, one.progress, atol=1e-4, rtol=0)
+    thin = robometer.stream("fold the towel", source_fps=1.0, max_frames=4)
+    thin.push(video)
+    last = thin.score()
+    assert thin.video.num_frames == 4
+    expected = robometer.backend.frame_values(thin.video.frames, "fold the towel").progress[-1]
+    assert last.value == pytest.approx(expected, abs=1e-4)

@@ -42,7 +42,7 @@ import numpy as np
 from topreward.backends.base import ModelVideo, Request, VideoCacheLike, appended, scoring_mode
 from topreward.episode import validate_frames
 from topreward.rewards import minmax_progress
-from topreward.sampling import SamplingConfig, frame_size, resize_frames
+from topreward.sampling import SamplingConfig, resize_frames
 from topreward.task_text import check_task_text, clean_instruction, reserved_tokens
 
 
@@ -65,6 +65,8 @@ class OnlineMethod(Protocol):
         self, video: ModelVideo, instruction: str, point: int, previous: int | None
     ) -> MethodValues: ...
 
+    def frame_size_for(self, height: int, width: int) -> tuple[int, int]: ...
+
 
 @runtime_checkable
 class CacheMethod(Protocol):
@@ -76,7 +78,9 @@ class CacheMethod(Protocol):
 
     def requests_for(self, instructions: list[str], points: list[int]) -> list[Request]: ...
 
-    def outputs_from(self, answers: list, instructions: list[str], points: list[int]) -> list[MethodValues]: ...
+    def outputs_from(
+        self, answers: list, instructions: list[str], points: list[int]
+    ) -> list[MethodValues]: ...
 
 
 @dataclass
@@ -85,7 +89,8 @@ class StreamScore:
 
     Attributes:
         value: the method's raw value (TOPReward: log P(" True")) after all kept frames.
-        progress: running min-max of the values scored so far in this session, in [0, 1].
+        progress: in [0, 1]: the method's own progress when it has one (an absolute head such as
+            Robometer's), else the running min-max of the values scored so far in this session.
         num_frames: frames the session holds (the prefix length that was scored).
         end_frame: index, among all frames pushed, of the newest kept frame.
         every: the current stride (pushed frames per kept frame).
@@ -104,7 +109,13 @@ class StreamSession:
     """One episode scored online; see the module docstring. Built by `Scorer.stream`."""
 
     def __init__(
-        self, scorer: OnlineMethod, instruction: str, *, source_fps: float, every: int = 1, max_frames: int = 256
+        self,
+        scorer: OnlineMethod,
+        instruction: str,
+        *,
+        source_fps: float,
+        every: int = 1,
+        max_frames: int = 256,
     ) -> None:
         if not (isinstance(source_fps, (int, float)) and math.isfinite(source_fps) and source_fps > 0):
             raise ValueError(
@@ -171,14 +182,7 @@ class StreamSession:
 
     def _resize(self, frames: np.ndarray) -> np.ndarray:
         if self._size is None:
-            cfg = self.scorer.sampling
-            self._size = frame_size(
-                frames.shape[1],
-                frames.shape[2],
-                int(self.scorer.backend.patch_factor),
-                cfg.max_pixels,
-                cfg.size,
-            )
+            self._size = self.scorer.frame_size_for(frames.shape[1], frames.shape[2])
         return resize_frames(frames, self._size)
 
     def _rebuild(self, frames: np.ndarray, indices: np.ndarray) -> None:
@@ -239,7 +243,11 @@ class StreamSession:
         end = int(self.video.source_indices[-1])
         self.history.append((end, value))
         values = np.array([v for _, v in self.history])
-        progress = float(minmax_progress(values, self.scorer.config.eps)[-1])
+        own = getattr(out, "progress", None)
+        if own is not None:
+            progress = float(np.asarray(own)[-1])
+        else:
+            progress = float(minmax_progress(values, self.scorer.config.eps)[-1])
         signals = {
             k: float(np.asarray(v)[-1])
             for k, v in out.signals.items()

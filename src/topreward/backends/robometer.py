@@ -414,3 +414,71 @@ def _local_folder(model: str, revision: str | None) -> Path:
             f"cannot download Robometer checkpoint {model!r} ({type(e).__name__}: {e}); download it where the "
             "Hub is reachable and pass the local folder"
         ) from e
+
+
+class RobometerCache:
+    """One trajectory's Robometer forward, grown frame by frame: the KV cache of [prompt, frames so far]
+    is kept, and each new frame runs only its own tokens (`Picture k: `, its image, `<|prog_token|>`) on
+    top of it. Causal attention makes frame k's values the same as in one forward over all frames
+    (`RobometerBackend.frame_values`), which a test holds to 1e-4.
+
+    The token ids of the whole text are rebuilt at each step (the prompt's last word and "Picture 1" may
+    tokenise together) and must begin with those already run; the M-RoPE positions come from the model's
+    own `get_rope_index` over the whole sequence.
+    """
+
+    def __init__(self, backend: RobometerBackend, task: str) -> None:
+        from transformers import DynamicCache
+
+        self.backend, self.task = backend, task
+        self.frames: list[np.ndarray] = []
+        self.progress, self.success = np.zeros(0), np.zeros(0)  # every frame's values so far
+        self.ids = torch.zeros(0, dtype=torch.long)
+        self.grids = torch.zeros(0, 3, dtype=torch.long)
+        self.kv = DynamicCache()
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    @torch.no_grad()
+    def extend(self, frames: np.ndarray) -> FrameReadout:
+        """Append uint8 frames (n, H, W, 3) of the trajectory's frame size; their progress and success."""
+        from topreward.backends.video_cache import cache_arg
+
+        b = self.backend
+        frames = np.asarray(frames)
+        if self.frames and frames.shape[1:] != self.frames[0].shape:
+            raise ValueError(
+                f"new frames are {frames.shape[1:]}, the trajectory's are {self.frames[0].shape}"
+            )
+        image = b.processor.image_processor(images=list(frames), do_resize=False, return_tensors="pt")
+        grids = torch.cat([self.grids, image["image_grid_thw"]])
+        per_image = int(image["image_grid_thw"][0].prod()) // int(b.processor.image_processor.merge_size) ** 2
+        text = b.progress_text(self.task, len(self.frames) + len(frames))
+        text = text.replace("<|image_pad|>", "<|image_pad|>" * per_image)
+        ids = torch.tensor(b.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+        start = len(self.ids)
+        if not torch.equal(ids[:start], self.ids):
+            raise RuntimeError("the prompt's tokens changed when frames were appended; score the frames anew")
+        end = int(torch.nonzero(ids == b.token_ids[PROG_TOKEN])[-1]) + 1  # up to the last new frame's token
+        model = b.backbone
+        types = (ids[None, :end] == model.config.image_token_id).to(torch.int32)
+        positions, _ = model.get_rope_index(ids[None, :end], mm_token_type_ids=types, image_grid_thw=grids)
+        new = ids[start:end]
+        out = model(
+            input_ids=new[None].to(b.device),
+            pixel_values=image["pixel_values"].to(b.device, b.dtype),
+            image_grid_thw=image["image_grid_thw"].to(b.device),
+            mm_token_type_ids=types[:, start:end].to(b.device),
+            position_ids=positions[:, :, start:end].to(b.device),
+            use_cache=True,
+            **cache_arg(model, self.kv),
+        )
+        self.ids, self.grids = ids[:end], grids
+        self.frames += list(frames)
+        hidden = out.last_hidden_state[0, new.to(b.device) == b.token_ids[PROG_TOKEN]]
+        read = b.readout(hidden)
+        self.progress = np.concatenate([self.progress, read.progress])
+        self.success = np.concatenate([self.success, read.success])
+        return read

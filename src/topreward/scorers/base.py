@@ -32,7 +32,7 @@ from topreward.episode import Episode, as_episode
 from topreward.provenance import describe_episode, provenance
 from topreward.result import ScoreResult
 from topreward.rewards import dense_rewards, frame_progress, minmax_progress, success_score
-from topreward.sampling import FramePreparer, SamplingConfig, prefix_lengths
+from topreward.sampling import FramePreparer, SamplingConfig, frame_size, prefix_lengths
 from topreward.task_text import check_instruction, reserved_tokens
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,11 @@ class Scorer:
 
     def prepare(self, episode: Episode) -> ModelVideo:
         return self.preparer(episode)
+
+    def frame_size_for(self, height: int, width: int) -> tuple[int, int]:
+        """The size frames of `height` x `width` are shown at (a stream's first frame decides it)."""
+        cfg = self.sampling
+        return frame_size(height, width, int(self.backend.patch_factor), cfg.max_pixels, cfg.size)
 
     def video_cache(self, video: ModelVideo, before: str):
         """The backend's cache over `video`, on the path and batch size of this scorer's options."""

@@ -21,6 +21,7 @@ preference head: P(trajectory a makes more progress than b).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,6 +34,8 @@ from topreward.scorers.base import MethodConfig, MethodOutput, Scorer
 from topreward.scorers.registry import register
 from topreward.task_text import check_instruction, reserved_tokens
 
+#: streams whose KV caches a scorer keeps (the least recently queried goes first)
+ONLINE_CACHES = 64
 #: their qwen-vl-utils resize works on a 32-pixel grid (Qwen3-VL's 16-pixel patches, merged 2 x 2)
 ROBOMETER_FACTOR = 32
 
@@ -91,6 +94,7 @@ class RobometerScorer(Scorer):
         return RobometerBackend.from_config(self.backend_config)
 
     def setup(self) -> None:
+        self._online: dict = {}  # a stream's cache per instruction (`compute_online`)
         factor = getattr(self.backend, "patch_factor", ROBOMETER_FACTOR)
         if factor != ROBOMETER_FACTOR:
             raise ValueError(
@@ -106,10 +110,32 @@ class RobometerScorer(Scorer):
     def preparer_for(cls, backend_config, sampling, config) -> RobometerPreparer:
         return RobometerPreparer(sampling)
 
-    def stream(self, instruction: str, **kwargs: Any):
-        raise ValueError(
-            "robometer samples and sizes frames as its authors' pipeline does, which a stream session does not "
-            "yet; score the frames so far with score() (one forward gives every frame's value)"
+    def frame_size_for(self, height: int, width: int) -> tuple[int, int]:
+        """A stream's frames are sized as `score` sizes them (qwen-vl-utils' rounding to 32)."""
+        return qwen_smart_size(height, width, ROBOMETER_FACTOR, max_pixels=self.sampling.max_pixels)
+
+    def compute_online(
+        self, video: ModelVideo, instruction: str, point: int, previous: int | None
+    ) -> MethodOutput:
+        """A stream's query: the frames pushed since the last query run on top of the session's KV cache
+        (`RobometerCache`, found again by the instruction and the first frame). A cache whose frames are no
+        longer the session's (a stream thins its frames when over `max_frames`) is built anew."""
+        from topreward.backends.robometer import RobometerCache
+
+        frames = video.frames[:point]
+        key = (instruction, hashlib.sha1(np.ascontiguousarray(frames[0]).tobytes()).hexdigest())
+        cache = self._online.pop(key, None)
+        held = 0 if cache is None else cache.num_frames
+        if cache is None or held > point or not np.array_equal(cache.frames[-1], frames[held - 1]):
+            cache, held = RobometerCache(self.backend, instruction), 0
+        self._online[key] = cache  # most recently used last
+        while len(self._online) > ONLINE_CACHES:
+            self._online.pop(next(iter(self._online)))
+        if point > held:
+            cache.extend(frames[held:])
+        progress, success = cache.progress[-1:], cache.success[-1:]
+        return MethodOutput(
+            progress, {"head_success": success}, progress=progress, success=float(success[-1])
         )
 
     def evaluation_points(self, video: ModelVideo) -> list[int]:
