@@ -229,9 +229,11 @@ def test_ray_engine_matches_local(scorer, tmp_path):
     # two methods: the Ray engine knows only the method name and its options
     same = {k: scorer.options()[k] for k in ("model", "max_frames", "num_prefixes")}
     second = topreward.load_scorer("instruction", backend=scorer.backend, **same)
+    # RoboReward's frames carry their own 1 fps timeline (`ModelVideo.clock`) from the CPU tasks to the actor
+    third = topreward.load_scorer("roboreward", backend=scorer.backend, readout="expected", **same)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        for s in (scorer, second):
+        for s in (scorer, second, third):
             local = annotate(open_source(manifest), s, tmp_path / f"{s.name}.parquet", progress_bar=False).out
             summary = annotate(
                 open_source(manifest),

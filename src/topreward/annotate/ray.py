@@ -30,6 +30,7 @@ def _decode(row: dict[str, Any], source_factory: Callable[[], Any], preparer) ->
         row.update(
             frames=video.frames,
             sampled=video.source_indices,
+            clock=np.nan if video.clock is None else float(video.clock),  # RoboReward's 1 fps timeline
             fps=ep.fps,
             instruction=ep.instruction or "",
             source=ep.source,
@@ -39,6 +40,7 @@ def _decode(row: dict[str, Any], source_factory: Callable[[], Any], preparer) ->
         row.update(
             frames=np.zeros((0, 1, 1, 3), np.uint8),
             sampled=np.zeros(0, np.int64),
+            clock=np.nan,
             fps=1.0,
             instruction="",
             source="",
@@ -73,7 +75,13 @@ class _Score:
                 source=str(batch["source"][i]),
                 episode_id=str(batch["episode_id"][i]),
             )
-            mv = ModelVideo(np.asarray(batch["frames"][i]), np.asarray(batch["sampled"][i]), ep.fps)
+            clock = float(batch["clock"][i])
+            mv = ModelVideo(
+                np.asarray(batch["frames"][i]),
+                np.asarray(batch["sampled"][i]),
+                ep.fps,
+                clock=None if np.isnan(clock) else clock,
+            )
             try:
                 results.append(json.dumps(self.scorer.score_prepared(ep, mv).to_dict()))
                 errors.append("")
