@@ -251,3 +251,26 @@ def test_streaming_appends_frames_to_the_cache(robometer):
     assert thin.video.num_frames == 4
     expected = robometer.backend.frame_values(thin.video.frames, "fold the towel").progress[-1]
     assert last.value == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_reward_server_streams_robometer(robometer):
+    """`topreward serve --model robometer/...`: sessions on loopback get the same values as a local stream."""
+    from topreward.client import RewardClient
+    from topreward.serve import ServeLimits, serve
+
+    srv, service = serve(robometer, "127.0.0.1", 0, ServeLimits(max_side=256, max_session_frames=12))
+    try:
+        session = RewardClient(f"http://127.0.0.1:{srv.server_address[1]}").start("fold the towel", fps=1)
+        video = frames(4, 5)
+        session.push(video[:2])
+        first = session.score()
+        session.push(video[2:])
+        last = session.score()
+        session.close()
+    finally:
+        srv.shutdown()
+        service.close()
+    local = robometer.backend.frame_values(video, "fold the towel")
+    assert first["value"] == pytest.approx(local.progress[1], abs=1e-4)
+    assert last["value"] == pytest.approx(local.progress[3], abs=1e-4)
+    assert last["progress"] == pytest.approx(last["value"])
