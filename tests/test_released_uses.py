@@ -76,3 +76,35 @@ def test_annotate_bench_and_calibrate(method, released, manifest, tmp_path):
         ["calibrate", str(out), "--out", str(cal), "--min-episodes", "10", "--no-plot", "--bootstrap", "0"]
     )
     assert code == 0 and json.loads(cal.read_text())["scored_with"]["method"] == method
+
+
+def test_two_cameras_side_by_side_for_sole_and_refused_by_one_camera_models(released, tmp_path):
+    from topreward import load_scorer
+    from topreward.datasets import open_source
+
+    from .helpers_lerobot import CAMERAS
+
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6,))
+    both = "+".join(c.split(".")[-1] for c in CAMERAS[:2])
+    (episode,) = open_source(root, camera=both)
+    one = next(iter(open_source(root, camera=CAMERAS[0])))
+    frames = episode.frames(np.arange(2))
+    assert frames.shape[2] == 2 * one.frames(np.arange(2)).shape[2]
+    np.testing.assert_array_equal(frames[:, :, : frames.shape[2] // 2], one.frames(np.arange(2)))
+    assert episode.annotations["cameras"] == list(CAMERAS[:2])
+    robometer = load_scorer(model=released["robometer"][1], device="cpu")
+    with pytest.raises(ValueError, match="holds 2 cameras side by side .* takes 1; pass one camera"):
+        robometer.score(episode)
+    model = released["sole"][1]
+    sole = load_scorer(model=model, device="cpu", temperature=0.0, max_new_tokens=2, max_frames=3)
+    with pytest.raises(ValueError, match="views='external\\+wrist'"):
+        sole.score(episode)
+    two = load_scorer(
+        model=model,
+        views="external+wrist",
+        backend=sole.backend,
+        temperature=0.0,
+        max_new_tokens=2,
+        max_frames=3,
+    )
+    assert len(two.score(episode).values) == 3

@@ -112,7 +112,7 @@ def open_source(
                 {"manifest": manifest, "instruction": instruction},
                 "a LeRobot dataset (tasks come from its metadata)",
             )
-            return LeRobotSource(path, camera=camera, episodes=episodes)
+            return _lerobot(path, camera, episodes)
         if (path / "meta").is_dir() and ((path / "data").is_dir() or (path / "videos").is_dir()):
             raise FileNotFoundError(
                 f"{path} looks like a LeRobot dataset (meta/, data/ or videos/) but {path / 'meta' / 'info.json'} "
@@ -125,7 +125,16 @@ def open_source(
             {"manifest": manifest, "instruction": instruction},
             "a LeRobot dataset (tasks come from its metadata)",
         )
-        return LeRobotSource(spec, camera=camera, episodes=episodes)
+        return _lerobot(spec, camera, episodes)
     raise FileNotFoundError(
         f"{spec} not found: pass an existing manifest, video, folder, or a Hub dataset id like 'lerobot/pusht'"
     )
+
+
+def _lerobot(spec: str | Path, camera: str | None, episodes: EpisodeSelection):
+    """One camera, or several side by side (`camera="top+wrist"`, `topreward.datasets.cameras`)."""
+    if camera is None or "+" not in camera:
+        return LeRobotSource(spec, camera=camera, episodes=episodes)
+    from topreward.datasets.cameras import SideBySideSource
+
+    return SideBySideSource([LeRobotSource(spec, camera=c, episodes=episodes) for c in camera.split("+")])

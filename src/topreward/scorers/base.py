@@ -86,6 +86,8 @@ class Scorer:
     requires: ClassVar[frozenset[str]] = frozenset({LOG_PROBS})
     value_name: ClassVar[str] = "value"
     Config: ClassVar[type] = MethodConfig
+    #: what else to do with several cameras, said when an episode holds more than the method takes
+    camera_hint: ClassVar[str] = ""
     #: options that replace the general defaults when not given (e.g. a trained model's own sampling)
     recommended: ClassVar[dict[str, Any]] = {}
 
@@ -125,6 +127,10 @@ class Scorer:
 
     def prepare(self, episode: Episode) -> ModelVideo:
         return self.preparer(episode)
+
+    def cameras(self) -> int:
+        """How many cameras the method takes side by side in one frame (`topreward.datasets.cameras`)."""
+        return 1
 
     def frame_size_for(self, height: int, width: int) -> tuple[int, int]:
         """The size frames of `height` x `width` are shown at (a stream's first frame decides it)."""
@@ -214,6 +220,13 @@ class Scorer:
             t0 = time.perf_counter()
             mv = self.prepare(episode)
             decode_s = time.perf_counter() - t0
+        cameras = episode.annotations.get("cameras") or []
+        if len(cameras) > self.cameras():
+            raise ValueError(
+                f"episode {episode.episode_id or episode.source} holds {len(cameras)} cameras side by side "
+                f"({', '.join(cameras)}), but method {self.name} takes {self.cameras()}; pass one camera "
+                f"(--camera NAME){self.camera_hint}"
+            )
         reserved = reserved_tokens(self.backend)
         texts = [check_instruction(episode, text, reserved) for text in instructions]
         points = self.evaluation_points(mv)

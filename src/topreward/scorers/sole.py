@@ -165,6 +165,7 @@ class SoleScorer(Scorer):
     Config = SoleConfig
     #: the protocol's sampling: 10 frames, every one scored in turn
     recommended: ClassVar[dict[str, Any]] = {"max_frames": 10, "num_prefixes": None}
+    camera_hint = ", or views='external+wrist' (--views external+wrist) for an external and a wrist camera"
 
     def setup(self) -> None:
         optional("cv2", "sole", "SOLE-R1's composite images")
@@ -181,6 +182,9 @@ class SoleScorer(Scorer):
         raise ValueError(
             "sole asks one question per frame after the previous answer; score() the frames so far"
         )
+
+    def cameras(self) -> int:
+        return 2 if self.config.views == "external+wrist" else 1
 
     def generation(self, step: int) -> Generation:
         cfg = self.config
