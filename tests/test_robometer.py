@@ -274,3 +274,20 @@ def test_the_reward_server_streams_robometer(robometer):
     assert first["value"] == pytest.approx(local.progress[1], abs=1e-4)
     assert last["value"] == pytest.approx(local.progress[3], abs=1e-4)
     assert last["progress"] == pytest.approx(last["value"])
+
+
+def test_score_against_a_second_video_reads_the_preference_head(robometer_dir, robometer, tmp_path, capsys):
+    from topreward.video import write_video
+
+    other = write_video(tmp_path / "other.mp4", frames(12, 9), fps=4)
+    out = tmp_path / "r.json"
+    argv = ["score", str(CLIP), "put the pen into the cup", "--model", str(robometer_dir), "--device", "cpu"]
+    assert main([*argv, "--against", str(other), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    mine = robometer.prefer(str(CLIP), str(other), "put the pen into the cup")
+    assert (
+        result["preference"] == pytest.approx(mine, abs=1e-6)
+        and "makes more progress than" in capsys.readouterr().out
+    )
+    assert main([*argv, "--method", "topreward", "--against", str(other)]) == 2
+    assert "preference head" in capsys.readouterr().err

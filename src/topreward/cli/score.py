@@ -54,6 +54,12 @@ def add_score(command: AddCommand, method: str) -> None:
         help="recorded frame rate of a frame folder (a video's own rate is read from the file); "
         "not --fps, the rate at which frames are sampled for the model",
     )
+    p.add_argument(
+        "--against",
+        default=None,
+        help="a second video of the same task: with a preference head (robometer), also the probability that "
+        "VIDEO makes more progress than this one (signal 'preference')",
+    )
     add_calibration(p)
     add_quiet(p, "print only the paths written (no table, no model-loading bars)")
     add_method_flags(p, method)
@@ -79,9 +85,17 @@ def run_score(args: argparse.Namespace) -> int:
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
         refuse_input_as_output(flag, path, inputs)
     check_instruction(episode)  # the model's own control tokens are checked again once it is loaded
+    other = as_episode(args.against, args.instruction, args.source_fps) if args.against else None
+    from topreward.scorers.registry import scorer_class
+
+    if other is not None and not hasattr(scorer_class(args.method), "prefer"):
+        raise ValueError(f"--against needs a method with a preference head (robometer), not {args.method}")
     scorer = load_scorer(args.method, **method_options(args))
     check_calibration(calibration, scorer)
     result = scorer.score(episode)
+    if other is not None:
+        result.signals["preference"] = scorer.prefer(episode, other, result.instruction)
+        result.signals["preferred_over"] = str(args.against)
     if calibration is not None:
         result = calibration.apply(result)
     out = result.save(args.out)
@@ -92,6 +106,10 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"wrote {plot_result(result, args.plot, episode, ground_truth=truth)}")
     if not args.quiet:
         print_summary(result)
+        if other is not None:
+            print(
+                f"P({args.video} makes more progress than {args.against}) = {result.signals['preference']:.3f}"
+            )
     return 0
 
 
