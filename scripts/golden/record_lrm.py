@@ -1,6 +1,7 @@
 """Record golden LRM values by running LRM's own reward server code (``vlm_reward/vlm_reward_server.py``).
 
-Run with the peer venv's python, never with the project venv::
+Run with the peer venv's python, never with the project venv (``peer_common.py``, next to this script,
+holds the helpers it shares with the other peer recorders and is imported from there)::
 
     python3 -m venv /tmp/peers/rr-venv        # the venv of record_roboreward.py, plus flask and peft
     /tmp/peers/rr-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 transformers==4.57.3 \
@@ -74,13 +75,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib.metadata as md
 import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,12 +88,21 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.pop("VLM_DEBUG", None)  # patch 3
 
-import av
 import numpy as np
 import torch
+from peer_common import (
+    CLIP,
+    ForcedFromPretrained,
+    Probe,
+    clip_info,
+    collapse,
+    convert_model,
+    decode_clip,
+    install_generate_probe,
+    sha256,
+)
 from safetensors.torch import load_file
 
-CLIP = Path(__file__).resolve().parents[2] / "src/topreward/assets/sample_pick_place.mp4"
 TASK = "put the pen into the cup"
 FRAME_INDICES = [0, 20, 39, 59]  # topreward's sample_indices(60, 10.0, fps=2, max_frames=4)
 HEADS = ("progress", "completion", "contrastive")
@@ -157,58 +165,6 @@ VERSIONS = (
 )
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def convert_model(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst)
-    tok = json.loads((dst / "tokenizer_config.json").read_text())
-    tok["tokenizer_class"] = "Qwen2TokenizerFast"
-    tok.pop("backend", None)
-    if isinstance(tok.get("extra_special_tokens"), list):
-        tok.pop("extra_special_tokens")
-    (dst / "tokenizer_config.json").write_text(json.dumps(tok, indent=2))
-    cfg = json.loads((dst / "config.json").read_text())
-    text = cfg["text_config"]
-    rope = text.get("rope_parameters") or {}
-    if text.get("rope_scaling") is None and "mrope_section" in rope:
-        text["rope_scaling"] = {k: rope[k] for k in ("mrope_section", "mrope_interleaved") if k in rope}
-        text["rope_scaling"]["rope_type"] = rope.get("rope_type", "default")
-        text["rope_theta"] = rope["rope_theta"]
-    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
-
-
-def decode_clip(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-
-
-class LoadFloat32:
-    """Answers Qwen3VLForConditionalGeneration.from_pretrained while their load_vlm_model runs (patch 2)."""
-
-    def __init__(self, cls):
-        self.cls, self.kwargs_seen = cls, None
-        assert "from_pretrained" not in cls.__dict__  # inherited, so `del` restores it
-
-    def __enter__(self):
-        original = self.cls.from_pretrained
-
-        def from_pretrained(cls, name, **kwargs):
-            self.kwargs_seen = {k: str(v) for k, v in kwargs.items()}
-            kwargs.update(torch_dtype=torch.float32, attn_implementation="sdpa")
-            model, info = original(name, output_loading_info=True, **kwargs)
-            bad = {k: v for k, v in info.items() if v}
-            assert not bad, f"loading info not clean: {bad}"
-            return model
-
-        self.cls.from_pretrained = classmethod(from_pretrained)
-        return self
-
-    def __exit__(self, *exc):
-        del self.cls.from_pretrained
-
-
 class Tee(io.TextIOBase):
     def __init__(self, *streams):
         self.streams = streams
@@ -221,18 +177,6 @@ class Tee(io.TextIOBase):
     def flush(self):
         for st in self.streams:
             st.flush()
-
-
-class Probe:
-    def __init__(self):
-        self.calls: list[dict] = []
-
-    def add(self, **entry):
-        self.calls.append(entry)
-
-    def take(self) -> list[dict]:
-        calls, self.calls = self.calls, []
-        return calls
 
 
 def describe_content(messages) -> list[dict]:
@@ -283,38 +227,6 @@ class ProcessorProxy:
             outputs={k: v.clone() for k, v in out.items() if torch.is_tensor(v)},
         )
         return out
-
-
-def install_generate_probe(model, probe: Probe) -> None:
-    orig = model.generate
-
-    def generate(*args, **kwargs):
-        out = orig(*args, **kwargs)
-        probe.add(
-            kind="generate",
-            kwargs={k: (list(v.shape) if torch.is_tensor(v) else v) for k, v in kwargs.items()},
-            sequences=out.clone(),
-        )
-        return out
-
-    model.generate = generate
-
-
-def collapse(ids: list[int], tok) -> str:
-    """Decode ids with runs of <|image_pad|> written as <|image_pad|>*N."""
-    pad_id = tok.convert_tokens_to_ids("<|image_pad|>")
-    out, run, buf = [], 0, []
-    for t in [*ids, None]:
-        if t == pad_id:
-            run += 1
-            continue
-        if run:
-            out.append(tok.decode(buf) + f"<|image_pad|>*{run}")
-            buf, run = [], 0
-        if t is not None:
-            buf.append(t)
-    out.append(tok.decode(buf))
-    return "".join(out)
 
 
 def forward_log_probs(model, inputs: dict, extra: list[int]) -> tuple[list[float], int]:
@@ -489,7 +401,7 @@ def summarize_call(head: str, args: dict, result: dict, calls: list[dict], tok, 
     seq = gen["sequences"][0]
     assert seq[: len(ids)].tolist() == ids
     generated = seq[len(ids) :].tolist()
-    decoded = collapse(ids, tok)
+    decoded = collapse(ids, tok, "<|image_pad|>")
     assert re.sub(r"<\|image_pad\|>\*\d+", "<|image_pad|>", decoded) == chat["text"], (
         "input_ids != rendered prompt"
     )
@@ -534,7 +446,9 @@ def run_head(
 ) -> dict:
     import transformers
 
-    loader = LoadFloat32(transformers.Qwen3VLForConditionalGeneration)
+    loader = ForcedFromPretrained(  # patch 2 (device_map stays theirs)
+        transformers.Qwen3VLForConditionalGeneration, torch_dtype=torch.float32, attn_implementation="sdpa"
+    )
     log = io.StringIO()
     with loader, contextlib.redirect_stdout(Tee(sys.stdout, log)):
         S.load_vlm_model(str(adapter_dir), base_model_path=str(base), gpu_id=0)
@@ -641,9 +555,7 @@ def main() -> None:
 
     assert Path(S.__file__).resolve().is_relative_to(checkout), S.__file__
 
-    all_frames = decode_clip(CLIP)
-    with av.open(str(CLIP)) as c:
-        fps = float(c.streams.video[0].average_rate)
+    all_frames, fps = decode_clip(CLIP)
     frames = {k: np.ascontiguousarray(all_frames[k]) for k in FRAME_INDICES}
     for f in frames.values():
         assert f.dtype == np.uint8 and f.ndim == 3 and f.shape[2] == 3
@@ -675,14 +587,7 @@ def main() -> None:
         },
         "base_model_sha256": sha256((base_src / "model.safetensors").read_bytes()),
         "adapter_model_sha256": {h: heads[h]["adapter_model_sha256"] for h in HEADS},
-        "clip": {
-            "path": str(CLIP.relative_to(CLIP.parents[3])),
-            "sha256": sha256(CLIP.read_bytes()),
-            "num_frames": len(all_frames),
-            "fps": fps,
-            "hw": list(all_frames[0].shape[:2]),
-            "decoder": "PyAV rgb24",
-        },
+        "clip": clip_info(all_frames, fps),
         "clip_sha256": sha256(CLIP.read_bytes()),
         "task": TASK,
         "frame_indices": FRAME_INDICES,

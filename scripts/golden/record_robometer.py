@@ -1,6 +1,7 @@
 """Record golden Robometer values by running the Robometer authors' own inference code on a tiny checkpoint.
 
-Run with the peer venv's python, never with the project venv::
+Run with the peer venv's python, never with the project venv (``peer_common.py``, next to this script,
+holds the helpers it shares with the other peer recorders and is imported from there)::
 
     python3.11 -m venv /tmp/peers/rbm-venv
     /tmp/peers/rbm-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 transformers==4.57.1 \
@@ -83,12 +84,11 @@ import tempfile
 import types
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import yaml
+from peer_common import CLIP, decode_clip, fix_config_json, fix_tokenizer_config, sha256
 
-CLIP = Path(__file__).resolve().parents[2] / "src/topreward/assets/sample_pick_place.mp4"
 TASKS = ["put the pen into the cup", "fold the towel"]
 FPS = 1.0
 MAX_FRAMES = 512  # their example_inference_local.py default
@@ -104,17 +104,6 @@ def sha256_files(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def fix_config_json(path: Path) -> None:
-    cfg = json.loads(path.read_text())
-    text = cfg["text_config"]
-    rope = text.get("rope_parameters") or {}
-    if text.get("rope_scaling") is None and "mrope_section" in rope:
-        text["rope_scaling"] = {k: rope[k] for k in ("mrope_section", "mrope_interleaved") if k in rope}
-        text["rope_scaling"]["rope_type"] = rope.get("rope_type", "default")
-        text["rope_theta"] = rope["rope_theta"]
-    path.write_text(json.dumps(cfg, indent=2))
-
-
 def convert_checkpoint(src: Path, dst: Path) -> Path:
     """Copy the tiny checkpoint and make its JSON readable by transformers 4.57.1 (weights untouched)."""
     shutil.copytree(src, dst)
@@ -122,12 +111,7 @@ def convert_checkpoint(src: Path, dst: Path) -> Path:
     base_src = Path(cfg_yaml["model"]["base_model_id"])
     assert base_src.resolve() == (src / base_src.name).resolve(), base_src
     base = dst / base_src.name
-    tok = json.loads((base / "tokenizer_config.json").read_text())
-    tok["tokenizer_class"] = "Qwen2TokenizerFast"
-    tok.pop("backend", None)
-    if isinstance(tok.get("extra_special_tokens"), list):
-        tok.pop("extra_special_tokens")
-    (base / "tokenizer_config.json").write_text(json.dumps(tok, indent=2))
+    fix_tokenizer_config(base / "tokenizer_config.json")
     fix_config_json(dst / "config.json")
     fix_config_json(base / "config.json")
     cfg_yaml["model"]["base_model_id"] = str(base.resolve())
@@ -135,13 +119,6 @@ def convert_checkpoint(src: Path, dst: Path) -> Path:
     for f in SHARDS:
         assert (dst / f).read_bytes() == (src / f).read_bytes()
     return dst
-
-
-def decode_clip(path: Path) -> tuple[list[np.ndarray], float]:
-    with av.open(str(path)) as container:
-        native_fps = float(container.streams.video[0].average_rate)
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    return frames, native_fps
 
 
 def extract_indices(
@@ -197,7 +174,7 @@ def inputs_record(inp: dict, text: str) -> dict:
         "image_grid_thw": inp["image_grid_thw"].tolist(),
         "pixel_values_shape": list(pv.shape),
         "pixel_values_dtype": str(pv.dtype),
-        "pixel_values_sha256": hashlib.sha256(pv.numpy().tobytes()).hexdigest(),
+        "pixel_values_sha256": sha256(pv.numpy().tobytes()),
     }
 
 
@@ -393,7 +370,7 @@ def main() -> None:
     ]
     record = {
         "robometer_commit": sha,
-        "robometer_files_sha256": {f: hashlib.sha256((checkout / f).read_bytes()).hexdigest() for f in files},
+        "robometer_files_sha256": {f: sha256((checkout / f).read_bytes()) for f in files},
         "versions": {"python": sys.version.split()[0], **{p: md.version(p) for p in packages}},
         "their_pins": {
             "python": "3.10.*",
@@ -420,13 +397,13 @@ def main() -> None:
             "hw": list(all_frames[0].shape[:2]),
             "decoder": "PyAV rgb24, all frames",
         },
-        "clip_sha256": hashlib.sha256(CLIP.read_bytes()).hexdigest(),
+        "clip_sha256": sha256(CLIP.read_bytes()),
         "fps": FPS,
         "max_frames": MAX_FRAMES,
         "native_fps": native_fps,
         "frame_indices": indices,
         "frames_shape": list(frames.shape),
-        "frames_sha256": hashlib.sha256(frames.tobytes()).hexdigest(),
+        "frames_sha256": sha256(frames.tobytes()),
         "progress": progress,
         "preference": preference,
         "per_prefix": per_prefix,

@@ -1,6 +1,7 @@
 """Record golden RoboReward values by running RoboReward's own inference code (roboreason's ``roboreward.py``).
 
-Run with the peer venv's python, never with the project venv::
+Run with the peer venv's python, never with the project venv (``peer_common.py``, next to this script,
+holds the helpers it shares with the other peer recorders and is imported from there)::
 
     python3 -m venv /tmp/peers/rr-venv
     /tmp/peers/rr-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 transformers==4.57.3 \
@@ -67,26 +68,34 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import importlib.metadata as md
-import importlib.util
 import io
 import json
 import os
-import shutil
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import av
 import numpy as np
 import torch
+from peer_common import (
+    CLIP,
+    ForcedFromPretrained,
+    Probe,
+    clip_info,
+    collapse,
+    convert_model,
+    decode_clip,
+    generation_config_info,
+    install_generate_probe,
+    load_their_module,
+    sha256,
+    weights_loaded_exactly,
+)
 from PIL import Image
 
-CLIP = Path(__file__).resolve().parents[2] / "src/topreward/assets/sample_pick_place.mp4"
 TASK = "put the pen into the cup"
 NUM_REASONING_FRAMES = 10  # core.generate's default
 MAX_NEW_TOKENS = 128  # RoboRewardModel's default
@@ -109,88 +118,11 @@ VERSIONS = (
 )
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def convert_model(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst)
-    tok = json.loads((dst / "tokenizer_config.json").read_text())
-    tok["tokenizer_class"] = "Qwen2TokenizerFast"
-    tok.pop("backend", None)
-    if isinstance(tok.get("extra_special_tokens"), list):
-        tok.pop("extra_special_tokens")
-    (dst / "tokenizer_config.json").write_text(json.dumps(tok, indent=2))
-    cfg = json.loads((dst / "config.json").read_text())
-    text = cfg["text_config"]
-    rope = text.get("rope_parameters") or {}
-    if text.get("rope_scaling") is None and "mrope_section" in rope:
-        text["rope_scaling"] = {k: rope[k] for k in ("mrope_section", "mrope_interleaved") if k in rope}
-        text["rope_scaling"]["rope_type"] = rope.get("rope_type", "default")
-        text["rope_theta"] = rope["rope_theta"]
-    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
-
-
-def decode_clip(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-
-
-def load_their_module(root: Path, name: str) -> types.ModuleType:
-    """Load roboreason.<name> from the unpacked wheel without running roboreason/__init__.py."""
-    if "roboreason" not in sys.modules:
-        pkg = types.ModuleType("roboreason")
-        pkg.__path__ = [str(root / "roboreason")]
-        sys.modules["roboreason"] = pkg
-    spec = importlib.util.spec_from_file_location(f"roboreason.{name}", root / "roboreason" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class LoadOnCpu:
-    """Answers Qwen3VLForConditionalGeneration.from_pretrained while their __init__ runs (patch 2)."""
-
-    def __init__(self, cls):
-        self.cls, self.kwargs_seen = cls, None
-        assert "from_pretrained" not in cls.__dict__  # inherited, so `del` restores it
-
-    def __enter__(self):
-        original = self.cls.from_pretrained
-
-        def from_pretrained(cls, name, **kwargs):
-            self.kwargs_seen = {k: str(v) for k, v in kwargs.items()}
-            kwargs.update(torch_dtype=torch.float32, device_map=None, attn_implementation="sdpa")
-            model, info = original(name, output_loading_info=True, **kwargs)
-            bad = {k: v for k, v in info.items() if v}
-            assert not bad, f"loading info not clean: {bad}"
-            return model
-
-        self.cls.from_pretrained = classmethod(from_pretrained)
-        return self
-
-    def __exit__(self, *exc):
-        del self.cls.from_pretrained
-
-
 def as_uint8(video: torch.Tensor) -> np.ndarray:
     """qwen-vl-utils' float video (T, C, H, W), integer-valued, as uint8 (T, H, W, C)."""
     assert video.dtype == torch.float32, video.dtype
     assert bool((video == video.round()).all()) and float(video.min()) >= 0 and float(video.max()) <= 255
     return video.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-
-class Probe:
-    def __init__(self):
-        self.calls: list[dict] = []
-
-    def add(self, **entry):
-        self.calls.append(entry)
-
-    def take(self) -> list[dict]:
-        calls, self.calls = self.calls, []
-        return calls
 
 
 class ProcessorProxy:
@@ -264,35 +196,7 @@ def install_probes(their_model, probe: Probe) -> None:
 
     qwen_vl_utils.process_vision_info = process_vision_info
 
-    orig_generate = their_model._model.generate
-
-    def generate(*args, **kwargs):
-        out = orig_generate(*args, **kwargs)
-        probe.add(
-            kind="generate",
-            kwargs={k: (list(v.shape) if torch.is_tensor(v) else v) for k, v in kwargs.items()},
-            sequences=out.clone(),
-        )
-        return out
-
-    their_model._model.generate = generate
-
-
-def collapse(ids: list[int], tok) -> str:
-    """Decode ids with runs of <|video_pad|> written as <|video_pad|>*N."""
-    pad_id = tok.convert_tokens_to_ids("<|video_pad|>")
-    out, run, buf = [], 0, []
-    for t in [*ids, None]:
-        if t == pad_id:
-            run += 1
-            continue
-        if run:
-            out.append(tok.decode(buf) + f"<|video_pad|>*{run}")
-            buf, run = [], 0
-        if t is not None:
-            buf.append(t)
-    out.append(tok.decode(buf))
-    return "".join(out)
+    install_generate_probe(their_model._model, probe)
 
 
 def cue_readout(model, inputs: dict, cue_ids: list[int], digit_ids: list[int], gen_first: int | None) -> dict:
@@ -360,7 +264,7 @@ def summarize_prefix(
         "prompt_text": proc["text"],
         "input_ids": ids,
         "num_input_tokens": len(ids),
-        "input_ids_decoded": collapse(ids, tok),
+        "input_ids_decoded": collapse(ids, tok, "<|video_pad|>"),
         "video_grid_thw": out["video_grid_thw"][0].tolist(),
         "pixel_values_videos_shape": list(pv.shape),
         "pixel_values_videos_dtype": str(out["pixel_values_videos"].dtype),
@@ -393,13 +297,16 @@ def main() -> None:
     core_text = (root / "roboreason/core.py").read_text()
     assert LINSPACE_TEXT in core_text, "core.generate's frame rule changed"
 
-    frames = decode_clip(CLIP)
-    with av.open(str(CLIP)) as c:
-        fps = float(c.streams.video[0].average_rate)
+    frames, fps = decode_clip(CLIP)
     idx = np.linspace(0, len(frames) - 1, num=NUM_REASONING_FRAMES, dtype=int)  # core.generate, 10 < 60
     picked = [frames[i] for i in idx]
 
-    loader = LoadOnCpu(transformers.Qwen3VLForConditionalGeneration)
+    loader = ForcedFromPretrained(  # patch 2
+        transformers.Qwen3VLForConditionalGeneration,
+        torch_dtype=torch.float32,
+        device_map=None,
+        attn_implementation="sdpa",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         model_path = Path(tmp) / "model"
         convert_model(args.model_dir, model_path)
@@ -407,11 +314,7 @@ def main() -> None:
             their = rr.RoboRewardModel(model_name=str(model_path), max_new_tokens=MAX_NEW_TOKENS)
     model = their._model
     assert model.dtype == torch.float32 and model.device.type == "cpu", (model.dtype, model.device)
-    from safetensors.torch import load_file
-
-    state = load_file(str(args.model_dir / "model.safetensors"))
-    params = dict(model.state_dict())
-    weights_exact = all(name in params and torch.equal(params[name], t) for name, t in state.items())
+    weights_exact = weights_loaded_exactly(model, args.model_dir / "model.safetensors")
     assert weights_exact, "loaded parameters differ from model.safetensors"
 
     tok = their._processor.tokenizer
@@ -463,21 +366,10 @@ def main() -> None:
             "model_dtype": str(model.dtype),
             "their_from_pretrained_kwargs": loader.kwargs_seen,
             "weights_loaded_exactly": weights_exact,
-            "generation_config": {
-                k: v
-                for k, v in model.generation_config.to_dict().items()
-                if k in ("eos_token_id", "pad_token_id", "bos_token_id", "do_sample", "max_new_tokens")
-            },
+            "generation_config": generation_config_info(model),
         },
         "model_sha256": sha256((args.model_dir / "model.safetensors").read_bytes()),
-        "clip": {
-            "path": str(CLIP.relative_to(CLIP.parents[3])),
-            "sha256": sha256(CLIP.read_bytes()),
-            "num_frames": len(frames),
-            "fps": fps,
-            "hw": list(frames[0].shape[:2]),
-            "decoder": "PyAV rgb24",
-        },
+        "clip": clip_info(frames, fps),
         "clip_sha256": sha256(CLIP.read_bytes()),
         "task": TASK,
         "num_reasoning_frames": NUM_REASONING_FRAMES,

@@ -1,6 +1,7 @@
 """Record golden SOLE-R1 values by running SOLE-R1's own inference code (roboreason's ``sole.py``).
 
-Run with the peer venv's python, never with the project venv::
+Run with the peer venv's python, never with the project venv (``peer_common.py``, next to this script,
+holds the helpers it shares with the other peer recorders and is imported from there)::
 
     python3 -m venv /tmp/peers/sole-venv
     /tmp/peers/sole-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 transformers==4.57.3 \
@@ -83,12 +84,9 @@ runs give byte-identical JSON.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata as md
-import importlib.util
 import json
 import os
-import shutil
 import sys
 import tempfile
 import types
@@ -96,12 +94,20 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import av
 import numpy as np
 import torch
+from peer_common import (
+    CLIP,
+    clip_info,
+    convert_model,
+    decode_clip,
+    generation_config_info,
+    load_their_module,
+    sha256,
+    weights_loaded_exactly,
+)
 from PIL import Image
 
-CLIP = Path(__file__).resolve().parents[2] / "src/topreward/assets/sample_pick_place.mp4"
 TASK = "put the pen into the cup"
 NUM_REASONING_FRAMES = 4
 MAX_NEW_TOKENS = 200  # their SamplingParams(max_tokens=200)
@@ -139,10 +145,6 @@ VERSIONS = (
 )
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def array_info(a: np.ndarray) -> dict:
     a = np.ascontiguousarray(a)
     assert a.dtype == np.uint8, a.dtype
@@ -151,29 +153,6 @@ def array_info(a: np.ndarray) -> dict:
 
 def image_info(img: Image.Image) -> dict:
     return {"mode": img.mode, **array_info(np.asarray(img))}
-
-
-def convert_model(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst)
-    tok = json.loads((dst / "tokenizer_config.json").read_text())
-    tok["tokenizer_class"] = "Qwen2TokenizerFast"
-    tok.pop("backend", None)
-    if isinstance(tok.get("extra_special_tokens"), list):
-        tok.pop("extra_special_tokens")
-    (dst / "tokenizer_config.json").write_text(json.dumps(tok, indent=2))
-    cfg = json.loads((dst / "config.json").read_text())
-    text = cfg["text_config"]
-    rope = text.get("rope_parameters") or {}
-    if text.get("rope_scaling") is None and "mrope_section" in rope:
-        text["rope_scaling"] = {k: rope[k] for k in ("mrope_section", "mrope_interleaved") if k in rope}
-        text["rope_scaling"]["rope_type"] = rope.get("rope_type", "default")
-        text["rope_theta"] = rope["rope_theta"]
-    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
-
-
-def decode_clip(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
 def install_vllm_stub() -> types.ModuleType:
@@ -223,19 +202,6 @@ class DoubleLLM:
             completion = types.SimpleNamespace(token_ids=list(token_ids))
             outputs.append(types.SimpleNamespace(outputs=[completion]))
         return outputs
-
-
-def load_their_module(root: Path, name: str) -> types.ModuleType:
-    """Load roboreason.<name> from the unpacked wheel without running roboreason/__init__.py."""
-    if "roboreason" not in sys.modules:
-        pkg = types.ModuleType("roboreason")
-        pkg.__path__ = [str(root / "roboreason")]
-        sys.modules["roboreason"] = pkg
-    spec = importlib.util.spec_from_file_location(f"roboreason.{name}", root / "roboreason" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_sole(sole, llm: DoubleLLM, frames: list[np.ndarray], model_path: Path, tok) -> dict:
@@ -307,9 +273,7 @@ def main() -> None:
     core_text = (root / "roboreason/core.py").read_text()
     assert LINSPACE_TEXT in core_text, "core.generate's frame rule changed"
 
-    frames = decode_clip(CLIP)
-    with av.open(str(CLIP)) as c:
-        fps = float(c.streams.video[0].average_rate)
+    frames, fps = decode_clip(CLIP)
     idx = np.linspace(0, len(frames) - 1, num=NUM_REASONING_FRAMES, dtype=int)  # core.generate, 4 < 60
     picked = [frames[i] for i in idx]
 
@@ -330,11 +294,7 @@ def main() -> None:
         model.eval()
         tok = sole.processor.tokenizer
 
-        from safetensors.torch import load_file
-
-        state = load_file(str(args.model_dir / "model.safetensors"))
-        params = dict(model.state_dict())
-        weights_exact = all(name in params and torch.equal(params[name], t) for name, t in state.items())
+        weights_exact = weights_loaded_exactly(model, args.model_dir / "model.safetensors")
         assert weights_exact, "loaded parameters differ from model.safetensors"
 
         # run A: scripted completions
@@ -395,21 +355,10 @@ def main() -> None:
                 "image_processor_class": type(image_processor).__name__,
                 "image_processor_size": dict(image_processor.size),
                 "image_processor_patch_merge": [image_processor.patch_size, image_processor.merge_size],
-                "generation_config": {
-                    k: v
-                    for k, v in model.generation_config.to_dict().items()
-                    if k in ("eos_token_id", "pad_token_id", "bos_token_id", "do_sample", "max_new_tokens")
-                },
+                "generation_config": generation_config_info(model),
             },
             "model_sha256": sha256((args.model_dir / "model.safetensors").read_bytes()),
-            "clip": {
-                "path": str(CLIP.relative_to(CLIP.parents[3])),
-                "sha256": sha256(CLIP.read_bytes()),
-                "num_frames": len(frames),
-                "fps": fps,
-                "hw": list(frames[0].shape[:2]),
-                "decoder": "PyAV rgb24",
-            },
+            "clip": clip_info(frames, fps),
             "task": TASK,
             "view_type": VIEW_TYPE,
             "num_reasoning_frames": NUM_REASONING_FRAMES,
