@@ -12,3 +12,14 @@ TOPREWARD_TEMPLATE = (
 
 PromptStyle = Literal["raw", "authors", "chat"]
 PROMPT_STYLES: tuple[str, ...] = ("raw", "authors", "chat")
+
+
+#: Robometer's added special tokens, in the order its loader adds them (robometer/utils/setup_utils.py);
+#: their ids follow the base vocabulary (`topreward.backends.robometer`, `topreward.tiny`)
+ROBOMETER_TOKENS: tuple[str, ...] = (
+    "<|split_token|>",
+    "<|reward_token|>",
+    "<|pref_token|>",
+    "<|sim_token|>",
+    "<|prog_token|>",
+)

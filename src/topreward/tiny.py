@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from topreward.prompts import TOPREWARD_TEMPLATE
+from topreward.prompts import ROBOMETER_TOKENS, TOPREWARD_TEMPLATE
 
 Arch = Literal["qwen3_vl", "qwen2_5_vl", "qwen3_5", "molmo2", "robometer", "lrm"]
 #: the architectures every parametrised test runs on
@@ -375,14 +375,6 @@ def make_tiny_model(path: str | Path, arch: Arch = "qwen3_vl", *, seed: int = 0)
     return path
 
 
-#: Robometer's added tokens, in the order its loader adds them (robometer/utils/setup_utils.py)
-ROBOMETER_TOKENS: tuple[str, ...] = (
-    "<|split_token|>",
-    "<|reward_token|>",
-    "<|pref_token|>",
-    "<|sim_token|>",
-    "<|prog_token|>",
-)
 #: the base model of a tiny Robometer checkpoint, a sub-folder named as their loader needs ("Qwen3" in it)
 ROBOMETER_BASE = "Qwen3-VL-tiny-base"
 

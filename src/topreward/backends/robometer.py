@@ -38,17 +38,10 @@ from torch import nn
 
 from topreward.backends.base import REWARD_HEADS
 from topreward.backends.loading import pick_device, pick_dtype
+from topreward.prompts import ROBOMETER_TOKENS
 
 logger = logging.getLogger(__name__)
 
-#: Robometer's added tokens, in the order its loader adds them (ids follow the base vocabulary)
-ROBOMETER_TOKENS: tuple[str, ...] = (
-    "<|split_token|>",
-    "<|reward_token|>",
-    "<|pref_token|>",
-    "<|sim_token|>",
-    "<|prog_token|>",
-)
 PROG_TOKEN, PREF_TOKEN, SPLIT_TOKEN = "<|prog_token|>", "<|pref_token|>", "<|split_token|>"
 HEADS: tuple[str, ...] = ("progress_head", "success_head", "preference_head")
 
