@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The oldest transformers the package admits (pyproject: "transformers>=X.Y"), tested: the model-math tests
-# (both paths of every family, streaming, peers' conventions, LRM heads, training) run again with transformers
+# (both paths of every family, streaming, peers' conventions, LRM heads, training, the released reward models)
+# run again with transformers
 # X.Y.0 put in front of the venv's own, as a --no-deps overlay (.venv-transformers-X.Y; the rest of .venv is
 # shared, and what X.Y.0 needs beside it is checked by pip's dry run below).
 # Needs ./.venv (scripts/setup.sh). Run by .ci/run after the test script.
@@ -28,4 +29,5 @@ export PYTHONPATH="$PWD/$overlay${PYTHONPATH:+:$PYTHONPATH}"
 .venv/bin/python -c "import sys, transformers; v = transformers.__version__; print('transformers', v, 'from', transformers.__file__); sys.exit(0 if v == '$floor.0' else 'the overlay is not the one imported')"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider -W "error::FutureWarning:topreward" \
   tests/test_prefix_sharing.py tests/test_video_cache.py tests/test_more_families.py tests/test_conventions.py \
-  tests/test_lrm.py tests/test_generation.py tests/test_stream.py tests/test_train.py
+  tests/test_lrm.py tests/test_generation.py tests/test_stream.py tests/test_train.py \
+  tests/test_robometer.py tests/test_roboreward.py tests/test_lrm_released.py tests/test_sole.py
