@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The oldest transformers the package admits (pyproject: "transformers>=X.Y"), tested: the model-math tests
 # (both paths of every family, streaming, peers' conventions, LRM heads, training, the released reward models)
-# run again with transformers
-# X.Y.0 put in front of the venv's own, as a --no-deps overlay (.venv-transformers-X.Y; the rest of .venv is
+# run again with transformers X.Y.0 put in front of the venv's own, as a --no-deps overlay
+# (.venv-transformers-X.Y; the rest of .venv is
 # shared, and what X.Y.0 needs beside it is checked by pip's dry run below).
 # Needs ./.venv (scripts/setup.sh). Run by .ci/run after the test script.
 set -euo pipefail
