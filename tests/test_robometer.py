@@ -98,6 +98,9 @@ def test_preference_head_reads_both_orders(robometer):
     p_ab = robometer.prefer(a, b, "fold the towel", fps=1.0)
     p_ba = robometer.prefer(b, a, "fold the towel", fps=1.0)
     assert 0 < p_ab < 1 and 0 < p_ba < 1 and abs(p_ab - p_ba) > 1e-6  # the order is read
+    # trajectories of different frame sizes: each image keeps its own size, as their collator does
+    small = np.random.default_rng(4).integers(0, 255, (2, 48, 64, 3), dtype=np.uint8)
+    assert 0 < robometer.prefer(a, small, "fold the towel", fps=1.0) < 1
     text = robometer.backend.preference_text("fold the towel", 1, 1)
     assert (
         "This is Trajectory A. Picture 1: " in text

@@ -339,8 +339,9 @@ class RobometerBackend:
 
     # ---- forwards ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def hidden_at(self, text: str, frames: np.ndarray, token: str) -> torch.Tensor:
-        """The last hidden state at every `token` of `text` with `frames` as its images, in order."""
+    def hidden_at(self, text: str, frames: np.ndarray | list[np.ndarray], token: str) -> torch.Tensor:
+        """The last hidden state at every `token` of `text` with `frames` as its images, in order (each
+        image may have its own size)."""
         inputs = self.processor(text=[text], images=list(frames), do_resize=False, return_tensors="pt")
         inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         if "pixel_values" in inputs:
@@ -375,7 +376,7 @@ class RobometerBackend:
     def preference(self, frames_a: np.ndarray, frames_b: np.ndarray, task: str) -> float:
         """P(trajectory A makes more progress than B): the sigmoid of the preference head."""
         text = self.preference_text(task, len(frames_a), len(frames_b))
-        hidden = self.hidden_at(text, np.concatenate([frames_a, frames_b]), PREF_TOKEN)
+        hidden = self.hidden_at(text, [*frames_a, *frames_b], PREF_TOKEN)
         if len(hidden) != 1:
             raise ValueError(f"the preference prompt must hold one {PREF_TOKEN}, found {len(hidden)}")
         return float(torch.sigmoid(self.heads["preference_head"](hidden)[0, 0]).float())

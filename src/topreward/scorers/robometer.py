@@ -94,7 +94,7 @@ class RobometerScorer(Scorer):
         return RobometerBackend.from_config(self.backend_config)
 
     def setup(self) -> None:
-        self._online: dict = {}  # a stream's cache per instruction (`compute_online`)
+        self._online: dict = {}  # streams' caches by (instruction, first frame) (`compute_online`)
         factor = getattr(self.backend, "patch_factor", ROBOMETER_FACTOR)
         if factor != ROBOMETER_FACTOR:
             raise ValueError(
@@ -138,11 +138,6 @@ class RobometerScorer(Scorer):
             progress, {"head_success": success}, progress=progress, success=float(success[-1])
         )
 
-    def evaluation_points(self, video: ModelVideo) -> list[int]:
-        from topreward.sampling import prefix_lengths
-
-        return prefix_lengths(video.num_frames, self.sampling.num_prefixes)
-
     def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
         at = np.asarray(points) - 1
         if self.backend_config.path == "reference":
@@ -164,7 +159,5 @@ class RobometerScorer(Scorer):
         head over their prompt (A, `<|split_token|>`, B, `<|pref_token|>`). Inputs as `score`'s."""
         a, b = as_episode(video_a, instruction, fps), as_episode(video_b, instruction, fps)
         text = check_instruction(a, instruction, reserved_tokens(self.backend))
-        fa, fb = self.prepare(a).frames, self.prepare(b).frames
-        if fa.shape[1:] != fb.shape[1:]:
-            fb = resize_frames(fb, fa.shape[1:3])  # one prompt, one frame size
-        return self.backend.preference(fa, fb, text)
+        # each trajectory keeps its own frame size: their collator resizes every image on its own
+        return self.backend.preference(self.prepare(a).frames, self.prepare(b).frames, text)
