@@ -156,6 +156,11 @@ class RoboRewardScorer(CacheScorer):
     recommended: ClassVar[dict[str, Any]] = {"max_frames": 10, "num_prefixes": None}
 
     def setup(self) -> None:
+        if getattr(self.backend, "name", "") != "transformers":
+            raise ValueError(
+                "roboreward gives the model a video on its own 1 fps timeline, which only backend 'transformers' "
+                f"does (a served model gets frames as images); not {getattr(self.backend, 'name', '?')!r}"
+            )
         self.digit_ids = tuple(self.backend.token_id(d) for d in DIGITS)
         tokenize = getattr(self.backend, "tokenize", None)
         if tokenize is not None and tokenize(ANSWER_CUE + "3") != tokenize(ANSWER_CUE) + [self.digit_ids[2]]:
