@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from topreward.sampling import qwen_smart_size
+
 if TYPE_CHECKING:
     from topreward.backends.hf import HFBackend
 
@@ -110,16 +112,7 @@ def image_budget_size(
     height: int, width: int, factor: int, min_pixels: int, max_pixels: int
 ) -> tuple[int, int]:
     """qwen-vl-utils' per-image `smart_resize` (0.0.14): round to `factor`, then keep within the pixel bounds."""
-    h_bar, w_bar = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+    return qwen_smart_size(height, width, factor, min_pixels, max_pixels)
 
 
 def resize_pil(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
