@@ -177,7 +177,6 @@ def test_lrm_equals_the_authors_server(lrm_dir):
     candidates' log-probs after the teacher-forced JSON prefix."""
     import hashlib
 
-    from topreward.backends.base import Generation
     from topreward.episode import as_episode
 
     golden = json.loads(GOLDEN.read_text())
@@ -200,11 +199,14 @@ def test_lrm_equals_the_authors_server(lrm_dir):
             assert prompt == call["prompt_text"]
             ids = backend.image_inputs(prompt, images, "", resize=True)["input_ids"][0].tolist()
             assert ids == call["input_ids"]
-        # greedy text (one call per head: generating 128-512 tokens is the slow part)
-        call = calls[0]
-        g = Generation(max_new_tokens=golden["heads"][head]["max_new_tokens"])
-        answer = backend.chat(prompt_parts(head, call, frame), g)
-        assert answer.strip() == call["response"].strip()
+        # the authors' readout through the scorer: every call's greedy text, and their parser's values
+        theirs = [c["response"].strip() for c in calls]
+        generated = load_scorer(model=str(lrm_dir / head), backend=backend, max_frames=4).score(episode)
+        answers = generated.signals["answers"][1:] if head == "contrastive" else generated.signals["answers"]
+        assert [a.strip() for a in answers] == theirs
+        expected_values = [c["score"] for c in calls]
+        got = generated.values[1:] if head == "contrastive" else generated.values
+        assert got.tolist() == expected_values
         if head == "contrastive":
             continue
         result = load_scorer(
