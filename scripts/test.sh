@@ -5,5 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Rendering libraries for the Meta-World tests; without them (no root) those tests skip, saying why.
 bash scripts/install_sim_deps.sh || echo "test.sh: simulator rendering libraries missing; sim tests will skip" >&2
+# Chromium for the viewer's browser test (tests/test_view.py fails, saying so, without it)
+bash scripts/install_browser.sh
 .venv/bin/ruff check src tests benchmarks scripts examples
 exec .venv/bin/python -m pytest -q "$@"

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engine", ("backends",)),
     ("below the methods", ("task_text", "provenance", "stream")),
     ("methods", ("scorers",)),
-    ("uses", ("annotate", "bench", "serve", "rl", "train")),
+    ("uses", ("annotate", "bench", "serve", "rl", "train", "view")),
     ("command line", ("cli",)),
     ("public face", ("__init__", "weights", "client")),  # re-exports and kept import paths only
 )

@@ -57,6 +57,11 @@ def add_bench(command: AddCommand, method: str) -> None:
     p.add_argument(
         "--max-instructions", type=int, default=8, help="instructions per dataset in the mismatch control"
     )
+    p.add_argument(
+        "--view",
+        action="store_true",
+        help="also write <out>/view.html: each episode's video beside its curve",
+    )
     add_quiet(p, "no progress bars")
     add_calibration(p)
     add_method_flags(p, method)
@@ -118,6 +123,44 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     print(text_table(summaries))
     print(f"report: {Path(args.out) / 'report.md'}")
+    if args.view:
+        from topreward.view import from_bench, write_view
+
+        print(
+            f"wrote {write_view(*from_bench([args.out]), Path(args.out) / 'view.html', title=str(args.out))}"
+        )
+    return 0
+
+
+def add_view(command: AddCommand, method: str) -> None:
+    p = command("view", help="one HTML page: each episode's video beside its progress curves (opens offline)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="`score` results (result.json) or `bench` output folders; several compare their methods or models",
+    )
+    p.add_argument("--out", default="view.html", help="the page to write (default: view.html)")
+    p.add_argument("--label", action="append", default=None, help="a name per input for the legend (repeat)")
+    p.set_defaults(func=run_view)
+
+
+def run_view(args: argparse.Namespace) -> int:
+    from topreward.view import from_bench, from_results, write_view
+
+    folders = [Path(i).is_dir() for i in args.inputs]
+    if any(folders) and not all(folders):
+        raise ValueError("give either `score` result files or `bench` output folders, not both")
+    if args.label is not None and len(args.label) != len(args.inputs):
+        raise ValueError(
+            f"--label given {len(args.label)} times for {len(args.inputs)} inputs; give one per input"
+        )
+    missing = [i for i in args.inputs if not Path(i).exists()]
+    if missing:
+        raise ValueError(f"not found: {', '.join(missing)}")
+    check_out_file(args.out, "--out")
+    read = from_bench if all(folders) else from_results
+    episodes, methods = read(args.inputs, args.label)
+    print(f"wrote {write_view(episodes, methods, args.out, title=', '.join(args.inputs))}")
     return 0
 
 

@@ -29,6 +29,7 @@ COMMANDS = (
     data.add_sim,
     run.add_serve,
     evaluate.add_calibrate,
+    evaluate.add_view,
     run.add_train,
     score.add_list,
 )

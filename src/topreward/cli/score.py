@@ -54,6 +54,7 @@ def add_score(command: AddCommand, method: str) -> None:
         help="recorded frame rate of a frame folder (a video's own rate is read from the file); "
         "not --fps, the rate at which frames are sampled for the model",
     )
+    p.add_argument("--view", default=None, help="also write this HTML page: the video beside its curve")
     p.add_argument(
         "--against",
         default=None,
@@ -79,10 +80,11 @@ def run_score(args: argparse.Namespace) -> int:
     truth = ground_truth_arg(args.ground_truth, episode) if args.ground_truth else None
     calibration = calibration_arg(args)
     check_out_file(args.out, "--out")
-    if args.plot:
-        check_out_file(args.plot, "--plot")
+    for flag, path in (("--plot", args.plot), ("--view", args.view)):
+        if path:
+            check_out_file(path, flag)
     inputs = (args.video, args.ground_truth, args.calibration)
-    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+    for flag, path in (("--out", args.out), ("--plot", args.plot), ("--view", args.view)):
         refuse_input_as_output(flag, path, inputs)
     check_instruction(episode)  # the model's own control tokens are checked again once it is loaded
     other = as_episode(args.against, args.instruction, args.source_fps) if args.against else None
@@ -104,6 +106,10 @@ def run_score(args: argparse.Namespace) -> int:
         from topreward.plot import plot_result
 
         print(f"wrote {plot_result(result, args.plot, episode, ground_truth=truth)}")
+    if args.view:
+        from topreward.view import from_results, write_view
+
+        print(f"wrote {write_view(*from_results([out]), args.view, title=str(args.video))}")
     if not args.quiet:
         print_summary(result)
         if other is not None:

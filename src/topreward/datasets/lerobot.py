@@ -484,6 +484,14 @@ class LeRobotSource:
             raise ValueError(f"episode {ep} exists but is not selected (episodes=...); see episode_ids()")
         return self._episode(self._meta[ep])
 
+    def video_of(self, episode_id: str | int) -> tuple[str | None, float]:
+        """The video file of episode `episode_id` in this camera, and the second the episode starts at in it
+        (v3.0 datasets hold several episodes per file); None when the file is missing."""
+        meta = self._meta.get(int(episode_id))
+        if meta is None or meta.video_path is None or not meta.video_path.is_file():
+            return None, 0.0
+        return str(meta.video_path), float(meta.from_timestamp)
+
     def _episode(self, meta: _EpisodeMeta) -> Episode:
         texts = self._task_texts(meta)
         if not texts:

@@ -1,0 +1,179 @@
+"""What `topreward view` shows, read from the files other commands write.
+
+A `ViewEpisode` is one episode: its video (a path and the second the episode starts at in it), frame rate,
+instruction, outcome, ground truth when known, and one run per method or model (`Run`: the frames where it
+was evaluated, its progress there, its VOC and success score, and the VOC of bench's controls).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from topreward.metrics import voc
+
+
+@dataclass
+class Run:
+    """One method's curve on one episode."""
+
+    frames: list[int]
+    progress: list[float]
+    voc: float | None = None
+    success_score: float | None = None
+    controls: dict[str, float] = field(default_factory=dict)  # bench's control VOCs (static, reversed, ...)
+
+
+@dataclass
+class ViewEpisode:
+    """One episode of the page: where its video is, what it shows, and every run's curve."""
+
+    key: str
+    episode_id: str
+    instruction: str
+    fps: float
+    num_frames: int
+    video: str | None = None
+    start: float = 0.0
+    dataset: str = ""
+    success: bool | None = None
+    truth: list[float] | None = None
+    runs: dict[str, Run] = field(default_factory=dict)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def from_results(
+    paths: list[str | Path], labels: list[str] | None = None
+) -> tuple[list[ViewEpisode], list[str]]:
+    """`score` results (result.json files): one episode per video, one run per result on it."""
+    episodes: dict[str, ViewEpisode] = {}
+    names: list[str] = []
+    for i, path in enumerate(paths):
+        path = Path(path)
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(
+                f"{path} is not a readable topreward result JSON ({e}); pass what `score --out` wrote"
+            ) from e
+        if not isinstance(result, dict) or "prefix_end_frames" not in result or "progress" not in result:
+            raise ValueError(
+                f"{path} is not a topreward score result (no prefix_end_frames/progress); pass a result.json"
+            )
+        label = labels[i] if labels else _label(result.get("method"), result.get("model"), names)
+        names.append(label)
+        source = str(result.get("source") or "")
+        key = f"{source}|{result.get('episode_id') or ''}"
+        episode = episodes.setdefault(
+            key,
+            ViewEpisode(
+                key=key,
+                episode_id=str(result.get("episode_id") or Path(source).name or path.stem),
+                instruction=str(result.get("instruction") or ""),
+                fps=float(result["fps"]),
+                num_frames=int(result["num_frames"]),
+                video=source if source and Path(source).is_file() else None,
+            ),
+        )
+        frames, progress = list(map(int, result["prefix_end_frames"])), list(map(float, result["progress"]))
+        episode.runs[label] = Run(
+            frames,
+            progress,
+            voc=_finite(voc(progress, frames)) if len(progress) > 1 else None,
+            success_score=_finite(result.get("success_score")),
+        )
+    return list(episodes.values()), names
+
+
+def from_bench(
+    folders: list[str | Path], labels: list[str] | None = None
+) -> tuple[list[ViewEpisode], list[str]]:
+    """`bench` output folders (episodes.jsonl): their episodes, one run per folder."""
+    from topreward.datasets import open_source
+
+    episodes: dict[str, ViewEpisode] = {}
+    names: list[str] = []
+    sources: dict[str, Any] = {}
+    for i, folder in enumerate(folders):
+        log = Path(folder) / "episodes.jsonl"
+        if not log.is_file():
+            raise ValueError(f"{folder} has no episodes.jsonl: pass a folder `topreward bench --out` wrote")
+        records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        if not records:
+            raise ValueError(f"{log} holds no episodes yet")
+        if any("prefix_end_frames" not in r or "progress" not in r for r in records):
+            raise ValueError(
+                f"{log} is not from this version of `topreward bench` (no prefix_end_frames/progress)"
+            )
+        label = labels[i] if labels else _label(records[0].get("method"), records[0].get("model"), names)
+        names.append(label)
+        for r in records:
+            key = f"{r.get('dataset')}|{r.get('episode_id')}"
+            if key not in episodes:
+                video, start = _video_of(r, sources, open_source)
+                truth = r.get("gt_frames")
+                episodes[key] = ViewEpisode(
+                    key=key,
+                    episode_id=str(r.get("episode_id")),
+                    instruction=str(r.get("instruction") or ""),
+                    fps=float(r["fps"]),
+                    num_frames=int(r["num_frames"]),
+                    video=video,
+                    start=start,
+                    dataset=str(r.get("dataset") or ""),
+                    success=r.get("success") if isinstance(r.get("success"), bool) else None,
+                    truth=[float(v) for v in truth] if isinstance(truth, list) and truth else None,
+                )
+            controls = {
+                name: value
+                for name in ("static", "reversed")
+                if (value := _finite(r.get(f"{name}_voc"))) is not None
+            }
+            episodes[key].runs[label] = Run(
+                list(map(int, r["prefix_end_frames"])),
+                [float(v) if v is not None else float("nan") for v in r["progress"]],
+                voc=_finite(r.get("voc")),
+                success_score=_finite(r.get("success_score")),
+                controls=controls,
+            )
+    return list(episodes.values()), names
+
+
+def _label(method: Any, model: Any, taken: list[str]) -> str:
+    base = str(method or "run")
+    if model:
+        base += f" ({Path(str(model)).name})"
+    label, n = base, 2
+    while label in taken:
+        label, n = f"{base} #{n}", n + 1
+    return label
+
+
+def _video_of(record: dict, sources: dict, open_source) -> tuple[str | None, float]:
+    """The episode's video file and the second it starts at, from the source bench read it from."""
+    source = (record.get("provenance") or {}).get("source") or {}
+    path = source.get("path")
+    if not path:
+        return None, 0.0
+    try:
+        if path not in sources:
+            sources[path] = open_source(path)
+        opened = sources[path]
+        locate = getattr(opened, "video_of", None)
+        if locate is not None:
+            return locate(str(record.get("episode_id")))
+        episode = opened.get(str(record.get("episode_id")))
+    except (ValueError, OSError):
+        return None, 0.0
+    return (episode.source if Path(episode.source).is_file() else None), 0.0

@@ -1,0 +1,208 @@
+"""`topreward view`: the page's data equals the results it shows, and in headless Chromium the page loads
+without console errors, the video plays, the playhead follows it, a click on the plot seeks, the plotted
+points are the results' values, and the arrow keys move between episodes. A screenshot is kept in
+`test-artifacts/view.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from topreward.cli import main
+from topreward.video import write_video
+
+from .conftest import colour_frames
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def page_data(html: str) -> dict:
+    return json.loads(
+        re.search(r'<script id="data" type="application/json">(.*?)</script>', html, re.S).group(1)
+    )
+
+
+@pytest.fixture(scope="module")
+def bench_runs(tiny_model_dirs, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """Two bench runs (topreward and instruction) over three 6-second clips with success labels."""
+    root = tmp_path_factory.mktemp("view")
+    rows = []
+    for i in range(3):
+        write_video(root / f"ep{i}.mp4", colour_frames(60, 64, 96), fps=10)
+        rows.append(
+            {
+                "video": f"ep{i}.mp4",
+                "instruction": "open the drawer",
+                "success": i != 1,
+                "episode_id": f"ep{i}",
+            }
+        )
+    (root / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = ["--model", str(tiny_model_dirs["qwen3_vl"]), "--max-frames", "6", "--num-prefixes", "none"]
+    for method in ("topreward", "instruction"):
+        out = root / method
+        argv = [
+            "bench",
+            str(root / "tasks.jsonl"),
+            "--out",
+            str(out),
+            "--controls",
+            "static,reversed",
+            *model,
+        ]
+        assert main([*argv, "--method", method, "--view", "--quiet"]) == 0
+    return root, root / "topreward", root / "instruction"
+
+
+def test_the_page_holds_the_results_it_shows(bench_runs, tmp_path):
+    root, a, b = bench_runs
+    html = (a / "view.html").read_text()  # bench --view
+    data = page_data(html)
+    records = [json.loads(line) for line in (a / "episodes.jsonl").read_text().splitlines()]
+    assert data["methods"] == [f"topreward ({Path(records[0]['model']).name})"]
+    for episode, record in zip(
+        sorted(data["episodes"], key=lambda e: e["episode_id"]),
+        sorted(records, key=lambda r: r["episode_id"]),
+    ):
+        run = next(iter(episode["runs"].values()))
+        assert run["frames"] == record["prefix_end_frames"] and run["progress"] == pytest.approx(
+            record["progress"]
+        )
+        assert run["controls"].keys() == {"static", "reversed"}
+        truth = record.get("gt_frames")
+        assert episode["truth"] == (pytest.approx(truth) if truth else None)
+        assert (a / episode["video"]).resolve() == (root / f"{episode['episode_id']}.mp4").resolve()
+    assert "<video" not in html  # one player, made when an episode is shown
+    assert not any(s in html for s in ("<link", 'src="http', "fetch(", "XMLHttpRequest"))  # nothing fetched
+    out = tmp_path / "both.html"
+    assert main(["view", str(a), str(b), "--out", str(out), "--label", "TOP", "--label", "INS"]) == 0
+    both = page_data(out.read_text())
+    assert both["methods"] == ["TOP", "INS"] and all(
+        set(e["runs"]) == {"TOP", "INS"} for e in both["episodes"]
+    )
+    assert (
+        main(["view", str(a), str(root / "tasks.jsonl"), "--out", str(tmp_path / "x.html")]) == 2
+    )  # mixed inputs
+    assert main(["view", str(root), "--out", str(tmp_path / "x.html")]) == 2  # a folder bench did not write
+
+
+def test_score_view_and_views_of_results(tiny_model_dirs, sample_video, tmp_path):
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    argv = [
+        "score",
+        str(sample_video),
+        "open the drawer",
+        "--model",
+        str(tiny_model_dirs["qwen3_vl"]),
+        "--out",
+        str(out),
+    ]
+    assert main([*argv, "--view", str(page), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    (episode,) = page_data(page.read_text())["episodes"]
+    (run,) = episode["runs"].values()
+    assert (
+        run["progress"] == pytest.approx(result["progress"]) and episode["num_frames"] == result["num_frames"]
+    )
+
+
+def _driver(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    chrome, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chrome and driver):
+        pytest.fail(
+            "chromium and chromedriver are missing: bash scripts/install_browser.sh (test.sh runs it)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = chrome
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        "--allow-file-access-from-files",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    from selenium.webdriver.chrome.service import Service
+
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def _wait(condition, what: str, seconds: float = 15.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def test_the_page_in_headless_chromium(bench_runs, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _, a, _ = bench_runs
+    page = a / "view.html"
+    data = page_data(page.read_text())
+    browser = _driver(tmp_path)
+    try:
+        browser.set_window_size(1400, 900)
+        browser.get(page.as_uri())
+        _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "video"), "the video element")
+        _wait(
+            lambda: browser.execute_script("return document.querySelector('video').readyState >= 1"),
+            "video metadata",
+        )
+        first = browser.find_element(By.ID, "title").text
+        shown = next(e for e in data["episodes"] if first.startswith(e["episode_id"] + ":"))
+        # the plotted points are the page's values
+        points = browser.find_elements(By.CSS_SELECTOR, "circle.point")
+        plotted = [
+            (int(p.get_attribute("data-frame")), float(p.get_attribute("data-progress"))) for p in points
+        ]
+        (run,) = shown["runs"].values()
+        assert plotted == [(f, pytest.approx(v)) for f, v in zip(run["frames"], run["progress"])]
+        # the video plays and the playhead follows it
+        x0 = float(browser.find_element(By.ID, "playhead").get_attribute("x1"))
+        browser.execute_script("document.querySelector('video').play()")
+        _wait(
+            lambda: browser.execute_script("return document.querySelector('video').currentTime") > 1.0,
+            "playback",
+        )
+        browser.execute_script("document.querySelector('video').pause()")
+        t = browser.execute_script("return document.querySelector('video').currentTime")
+        x1 = float(browser.find_element(By.ID, "playhead").get_attribute("x1"))
+        span = (shown["num_frames"] - 1) / shown["fps"]
+        assert x1 > x0 and x1 == pytest.approx(40 + 590 * t / span, abs=2.0)
+        # a click on the plot seeks: the plot's x for 2.0 s, in page pixels
+        plot = browser.find_element(By.ID, "plot")
+        width = plot.size["width"]
+        offset = (40 + 590 * 2.0 / span) * width / 640 - width / 2
+        ActionChains(browser).move_to_element_with_offset(plot, offset, 0).click().perform()
+        _wait(
+            lambda: (
+                abs(browser.execute_script("return document.querySelector('video').currentTime") - 2.0) < 0.1
+            ),
+            "the seek",
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "view.png"))
+        # the arrow keys move between episodes
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_DOWN)
+        _wait(lambda: browser.find_element(By.ID, "title").text != first, "the next episode")
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == []
+    finally:
+        browser.quit()
+    assert np.isfinite(x1)
