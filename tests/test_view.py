@@ -206,3 +206,38 @@ def test_the_page_in_headless_chromium(bench_runs, tmp_path):
     finally:
         browser.quit()
     assert np.isfinite(x1)
+
+
+def test_annotate_view_shows_a_lerobot_dataset_from_its_parquet(tiny_model_dirs, tmp_path):
+    from topreward.annotate.progress_file import read_annotations
+
+    from .helpers_lerobot import write_lerobot_v3
+
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))  # both episodes in one video file
+    page = tmp_path / "ds.html"
+    argv = [
+        "annotate",
+        str(root),
+        "--into-dataset",
+        "--model",
+        str(tiny_model_dirs["qwen3_vl"]),
+        "--max-frames",
+        "4",
+    ]
+    assert main([*argv, "--view", str(page), "--quiet"]) == 0
+    data = page_data(page.read_text())
+    table, _ = read_annotations(root / "sarm_progress.parquet")
+    rows = table.to_pydict()
+    first, second = sorted(data["episodes"], key=lambda e: int(e["episode_id"]))
+    assert first["start"] == 0.0 and second["start"] > 0  # the second episode starts later in the shared file
+    assert (page.parent / second["video"]).is_file() and second["num_frames"] == 7
+    (run,) = second["runs"].values()
+    ends = [
+        f for f, e, p in zip(rows["frame_index"], rows["episode_index"], rows["prefix_end"]) if e == 1 and p
+    ]
+    assert run["frames"] == ends
+    # the viewer finds the dataset beside <root>/sarm_progress.parquet, or is told it; else it says so
+    assert main(["view", str(root / "sarm_progress.parquet"), "--out", str(tmp_path / "again.html")]) == 0
+    lone = tmp_path / "lone.parquet"
+    lone.write_bytes((root / "sarm_progress.parquet").read_bytes())
+    assert main(["view", str(lone), "--out", str(tmp_path / "x.html"), "--dataset", str(root)]) == 0

@@ -11,6 +11,7 @@ import sys
 from topreward.cli.checks import (
     calibration_arg,
     check_calibration,
+    check_out_file,
     open_source_args,
     ray_only,
 )
@@ -57,6 +58,11 @@ def add_annotate(command: AddCommand, method: str) -> None:
     p.add_argument("--workers", type=int, default=1, help="ray: scorer actors (one model each)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per scorer actor")
     add_ray_address(p)
+    p.add_argument(
+        "--view",
+        default=None,
+        help="LeRobot datasets: also write this HTML page, each episode's video beside its curve",
+    )
     add_quiet(p, "no progress bar")
     add_calibration(p)
     add_method_flags(p, method)
@@ -85,6 +91,13 @@ def run_annotate(args: argparse.Namespace) -> int:
     source_kwargs = open_source_args(args)
     source = open_source(args.source, **source_kwargs)
     source_info = describe_source(source, args.source, episodes=args.episodes)
+    if args.view:
+        if not hasattr(source, "video_of"):
+            raise ValueError(
+                "annotate --view shows a LeRobot dataset's episodes beside their videos; for videos or a manifest "
+                "use `bench --view` or `score --view`"
+            )
+        check_out_file(args.view, "--view")
     # a resume made with other settings: refused before the model is loaded
     check_output(args.out, spec, source_info, resume=args.resume, overwrite=args.overwrite)
     if args.engine == "ray":
@@ -117,6 +130,11 @@ def run_annotate(args: argparse.Namespace) -> int:
         print(f"{len(summary.failed_reasons)} episodes failed (progress NaN; reasons in the metadata):")
         for eid, reason in list(summary.failed_reasons.items())[:5]:
             print(f"  failed {eid}: {reason[:160]}")
+    if args.view:
+        from topreward.view import from_annotations, write_view
+
+        page = write_view(*from_annotations([summary.out], args.source), args.view, title=str(args.source))
+        print(f"wrote {page}")
     return 0
 
 

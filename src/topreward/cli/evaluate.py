@@ -137,19 +137,29 @@ def add_view(command: AddCommand, method: str) -> None:
     p.add_argument(
         "inputs",
         nargs="+",
-        help="`score` results (result.json) or `bench` output folders; several compare their methods or models",
+        help="`score` results (result.json), `bench` output folders, or `annotate` parquets; several compare "
+        "their methods or models",
     )
     p.add_argument("--out", default="view.html", help="the page to write (default: view.html)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="parquets: the LeRobot dataset they annotate (default: the parquet's folder for "
+        "<root>/sarm_progress.parquet, else the source its metadata names)",
+    )
     p.add_argument("--label", action="append", default=None, help="a name per input for the legend (repeat)")
     p.set_defaults(func=run_view)
 
 
 def run_view(args: argparse.Namespace) -> int:
-    from topreward.view import from_bench, from_results, write_view
+    from topreward.view import from_annotations, from_bench, from_results, write_view
 
-    folders = [Path(i).is_dir() for i in args.inputs]
-    if any(folders) and not all(folders):
-        raise ValueError("give either `score` result files or `bench` output folders, not both")
+    kinds = {
+        "bench" if Path(i).is_dir() else "annotate" if i.endswith(".parquet") else "score"
+        for i in args.inputs
+    }
+    if len(kinds) > 1:
+        raise ValueError("give one kind of input: `score` results, `bench` folders or `annotate` parquets")
     if args.label is not None and len(args.label) != len(args.inputs):
         raise ValueError(
             f"--label given {len(args.label)} times for {len(args.inputs)} inputs; give one per input"
@@ -158,8 +168,13 @@ def run_view(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"not found: {', '.join(missing)}")
     check_out_file(args.out, "--out")
-    read = from_bench if all(folders) else from_results
-    episodes, methods = read(args.inputs, args.label)
+    (kind,) = kinds
+    if args.dataset is not None and kind != "annotate":
+        raise ValueError("--dataset applies to annotation parquets only; drop it")
+    if kind == "annotate":
+        episodes, methods = from_annotations(args.inputs, args.dataset, args.label)
+    else:
+        episodes, methods = (from_bench if kind == "bench" else from_results)(args.inputs, args.label)
     print(f"wrote {write_view(episodes, methods, args.out, title=', '.join(args.inputs))}")
     return 0
 

@@ -177,3 +177,83 @@ def _video_of(record: dict, sources: dict, open_source) -> tuple[str | None, flo
     except (ValueError, OSError):
         return None, 0.0
     return (episode.source if Path(episode.source).is_file() else None), 0.0
+
+
+def from_annotations(
+    paths: list[str | Path], dataset: str | Path | None = None, labels: list[str] | None = None
+) -> tuple[list[ViewEpisode], list[str]]:
+    """Annotation parquets (`topreward annotate`) with the LeRobot dataset they annotate: its episodes' videos
+    (and where each starts in its file), one run per parquet.
+
+    The dataset is `dataset`, else the parquet's own folder when it is `<root>/sarm_progress.parquet`
+    (`annotate --into-dataset`), else the source its metadata names."""
+    from topreward.annotate.progress_file import read_annotations
+    from topreward.datasets import open_source
+
+    episodes: dict[str, ViewEpisode] = {}
+    names: list[str] = []
+    for i, path in enumerate(paths):
+        path = Path(path)
+        table, meta = read_annotations(
+            path, ("episode_index", "frame_index", "progress_sparse", "prefix_end")
+        )
+        info = meta.get("topreward") if isinstance(meta.get("topreward"), dict) else {}
+        root = dataset or _annotated_dataset(path, info)
+        if root is None:
+            raise ValueError(
+                f"{path}: the dataset it annotates is unknown (not beside it, not named in its metadata); pass "
+                "--dataset ROOT, the LeRobot dataset it was written for"
+            )
+        try:
+            source = open_source(str(root))
+        except (ValueError, FileNotFoundError) as e:
+            raise ValueError(
+                f"{path}: cannot open the dataset it annotates, {root} ({e}); pass --dataset ROOT"
+            ) from e
+        label = (
+            labels[i] if labels else _label(info.get("method"), (info.get("model") or {}).get("id"), names)
+        )
+        names.append(label)
+        cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+        for ep in np.unique(cols["episode_index"]):
+            rows = cols["episode_index"] == ep
+            ends = rows & cols["prefix_end"].astype(bool)
+            key = f"{root}|{int(ep)}"
+            if key not in episodes:
+                try:
+                    episode = source.get(str(int(ep)))
+                except ValueError as e:
+                    raise ValueError(
+                        f"{path}: episode {int(ep)} is not in {root}; is it the dataset it annotates? ({e})"
+                    ) from e
+                locate = getattr(source, "video_of", None)
+                video, start = locate(str(int(ep))) if locate is not None else (None, 0.0)
+                episodes[key] = ViewEpisode(
+                    key=key,
+                    episode_id=str(int(ep)),
+                    instruction=episode.instruction or "",
+                    fps=float(episode.fps),
+                    num_frames=int(rows.sum()),
+                    video=video,
+                    start=start,
+                    dataset=Path(str(root)).name,
+                )
+            frames = cols["frame_index"][ends].astype(int).tolist()
+            progress = cols["progress_sparse"][ends].astype(float).tolist()
+            score = cols["success_score"][rows][0] if "success_score" in cols else None
+            episodes[key].runs[label] = Run(
+                frames,
+                progress,
+                voc=_finite(voc(progress, frames))
+                if len(frames) > 1 and np.all(np.isfinite(progress))
+                else None,
+                success_score=_finite(score),
+            )
+    return list(episodes.values()), names
+
+
+def _annotated_dataset(path: Path, info: dict) -> str | None:
+    if (path.parent / "meta" / "info.json").is_file():
+        return str(path.parent)
+    source = ((info.get("provenance") or {}).get("source") or {}).get("path")
+    return str(source) if source and Path(str(source)).exists() else None
