@@ -241,3 +241,59 @@ def test_annotate_view_shows_a_lerobot_dataset_from_its_parquet(tiny_model_dirs,
     lone = tmp_path / "lone.parquet"
     lone.write_bytes((root / "sarm_progress.parquet").read_bytes())
     assert main(["view", str(lone), "--out", str(tmp_path / "x.html"), "--dataset", str(root)]) == 0
+
+
+def _mpeg4(path: Path, frames: np.ndarray, fps: int) -> Path:
+    """An MPEG-4 Part 2 video: decodes everywhere, plays in no browser."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_a_video_browsers_cannot_play_is_said_and_reencoded(tiny_model_dirs, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    video = _mpeg4(tmp_path / "old.mp4", colour_frames(20, 64, 96), 10)
+    result, page = tmp_path / "r.json", tmp_path / "r.html"
+    argv = [
+        "score",
+        str(video),
+        "open the drawer",
+        "--model",
+        str(tiny_model_dirs["qwen3_vl"]),
+        "--out",
+        str(result),
+    ]
+    assert main([*argv, "--max-frames", "4", "--view", str(page), "--quiet"]) == 0
+    (episode,) = page_data(page.read_text())["episodes"]
+    assert episode["codec"] == "mpeg4" and episode["playable"] is False
+    fixed = tmp_path / "fixed.html"
+    assert main(["view", str(result), "--out", str(fixed), "--reencode"]) == 0
+    (copy,) = page_data(fixed.read_text())["episodes"]
+    assert copy["codec"] == "h264" and copy["playable"] and copy["video"].startswith("fixed_videos/")
+    browser = _driver(tmp_path)
+    try:
+        browser.get(page.as_uri())
+        note = _wait(lambda: browser.find_element(By.ID, "note").text, "the note")
+        assert (
+            "browsers do not play" in note
+            and "--reencode" in note
+            and not browser.find_elements(By.TAG_NAME, "video")
+        )
+        browser.get(fixed.as_uri())
+        _wait(
+            lambda: browser.execute_script(
+                "const v = document.querySelector('video'); return v && v.readyState >= 1"
+            ),
+            "the copy",
+        )
+    finally:
+        browser.quit()

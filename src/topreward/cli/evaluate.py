@@ -148,6 +148,11 @@ def add_view(command: AddCommand, method: str) -> None:
         "<root>/sarm_progress.parquet, else the source its metadata names)",
     )
     p.add_argument("--label", action="append", default=None, help="a name per input for the legend (repeat)")
+    p.add_argument(
+        "--reencode",
+        action="store_true",
+        help="write H.264 copies of videos browsers cannot play into <out>_videos/ and show those",
+    )
     p.set_defaults(func=run_view)
 
 
@@ -175,6 +180,12 @@ def run_view(args: argparse.Namespace) -> int:
         episodes, methods = from_annotations(args.inputs, args.dataset, args.label)
     else:
         episodes, methods = (from_bench if kind == "bench" else from_results)(args.inputs, args.label)
+    if args.reencode:
+        from topreward.view.page import reencode
+
+        folder = Path(args.out).with_name(Path(args.out).stem + "_videos")
+        for video in reencode(episodes, folder):
+            print(f"re-encoded {video} as H.264 into {folder}")
     print(f"wrote {write_view(episodes, methods, args.out, title=', '.join(args.inputs))}")
     return 0
 

@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from topreward.atomic import write_text
 from topreward.view.collect import ViewEpisode
 
@@ -113,7 +115,10 @@ function show(i) {
   $('title').textContent = `${e.episode_id}: ${e.instruction}` + (outcome(e) ? ` (${outcome(e)})` : '');
   $('note').textContent = '';
   const box = $('player'); box.innerHTML = '';
-  if (e.video) {
+  if (e.video && e.playable === false) {
+    $('note').textContent = `${e.video} is ${e.codec} video, which browsers do not play. Write H.264 copies beside ` +
+      `the page with: topreward view ... --reencode (or: ffmpeg -i "${e.video}" -c:v libx264 -pix_fmt yuv420p OUT.mp4)`;
+  } else if (e.video) {
     const v = document.createElement('video'); v.controls = true; v.preload = 'metadata'; v.muted = true;
     v.src = e.video.split('/').map(encodeURIComponent).join('/');
     v.addEventListener('loadedmetadata', () => { if (e.start) v.currentTime = e.start; playhead(); });
@@ -143,19 +148,58 @@ renderList(); if (order.length) show(order[0]);
 """
 
 
+#: video codecs browsers play (Chromium, Firefox: H.264 in mp4, VP8/VP9/AV1)
+BROWSER_CODECS = frozenset({"h264", "vp8", "vp9", "av1", "libdav1d", "libaom-av1"})
+
+
+def codec_of(path: str | Path) -> str:
+    """The codec of a video file's first video stream ("?" when it cannot be read)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return container.streams.video[0].codec_context.name
+    except (av.error.FFmpegError, IndexError, OSError):
+        return "?"
+
+
+def reencode(episodes: list[ViewEpisode], folder: str | Path) -> list[str]:
+    """Copies of the videos browsers cannot play, as H.264 mp4 in `folder` (frame for frame, same rate, so an
+    episode's start second is kept); the episodes point at the copies. Returns the videos re-encoded."""
+    from topreward.video import probe_video, read_frames, write_video
+
+    folder = Path(folder)
+    done: dict[str, str] = {}
+    for episode in episodes:
+        if not episode.video or codec_of(episode.video) in BROWSER_CODECS:
+            continue
+        if episode.video not in done:
+            frames = read_frames(episode.video)
+            pad = ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))  # H.264: even sizes
+            target = folder / f"{len(done):04d}_{Path(episode.video).stem}.mp4"
+            write_video(target, np.pad(frames, pad), probe_video(episode.video).fps)
+            done[episode.video] = str(target)
+        episode.video = done[episode.video]
+    return list(done)
+
+
 def write_view(
     episodes: list[ViewEpisode], methods: list[str], out: str | Path, title: str = "topreward view"
 ) -> Path:
-    """Write the page to `out`; video paths are made relative to its folder (the page opens from file://)."""
+    """Write the page to `out`; video paths are made relative to its folder (the page opens from file://).
+    A video in a codec browsers do not play is marked, and the page says how to re-encode it."""
     out = Path(out)
     if not episodes:
         raise ValueError("nothing to show: the inputs hold no episodes")
     folder = out.resolve().parent
     data = {"title": title, "methods": methods, "episodes": []}
+    codecs: dict[str, str] = {}
     for episode in episodes:
         item = dataclasses.asdict(episode)
         if episode.video:
             item["video"] = Path(os.path.relpath(Path(episode.video).resolve(), folder)).as_posix()
+            codec = codecs.setdefault(episode.video, codec_of(episode.video))
+            item["codec"], item["playable"] = codec, codec in BROWSER_CODECS
         data["episodes"].append(item)
     payload = json.dumps(_no_nan(data), allow_nan=False).replace("</", "<\\/")
     html = (
