@@ -91,6 +91,10 @@ def test_the_page_holds_the_results_it_shows(bench_runs, tmp_path):
         main(["view", str(a), str(root / "tasks.jsonl"), "--out", str(tmp_path / "x.html")]) == 2
     )  # mixed inputs
     assert main(["view", str(root), "--out", str(tmp_path / "x.html")]) == 2  # a folder bench did not write
+    old = tmp_path / "old_bench"
+    old.mkdir()
+    (old / "episodes.jsonl").write_text(json.dumps({"episode_id": "ep0", "voc": 0.5}) + "\n")
+    assert main(["view", str(old), "--out", str(tmp_path / "x.html")]) == 2  # another version's records
 
 
 def test_score_view_and_views_of_results(tiny_model_dirs, sample_video, tmp_path):
