@@ -301,3 +301,49 @@ def test_a_video_browsers_cannot_play_is_said_and_reencoded(tiny_model_dirs, tmp
         )
     finally:
         browser.quit()
+
+
+def test_a_rerun_recording_reads_back_with_its_timelines(tiny_model_dirs, tmp_path):
+    """`view --rerun`: frames under the camera key, progress per run at its frames, on `frame_index` and
+    `timestamp` timelines (lerobot-dataset-viz's); read back with Rerun's own reader."""
+    from topreward.annotate.progress_file import read_annotations
+
+    from .helpers_lerobot import CAMERAS, write_lerobot_v3
+
+    chunk = pytest.importorskip("rerun.chunk")
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
+    argv = [
+        "annotate",
+        str(root),
+        "--into-dataset",
+        "--model",
+        str(tiny_model_dirs["qwen3_vl"]),
+        "--max-frames",
+        "4",
+    ]
+    assert main([*argv, "--quiet"]) == 0
+    rrd = tmp_path / "rec"
+    parquet = root / "sarm_progress.parquet"
+    assert (
+        main(["view", str(parquet), "--out", str(tmp_path / "v.html"), "--rerun", str(rrd), "--label", "top"])
+        == 0
+    )
+    rows = read_annotations(parquet)[0].to_pydict()
+    recording = chunk.RrdReader(rrd / "episode_1.rrd").store()
+    tables = {}
+    for c in recording.stream().to_chunks():
+        tables.setdefault(str(c.entity_path), []).append(c.to_record_batch().to_pydict())
+    camera = "/" + CAMERAS[0]  # the dataset's first camera, the one annotate scored
+    images = [r for t in tables[camera] for r in t["frame_index"]]
+    assert images == list(range(7)) and all(k in tables[camera][0] for k in ("timestamp", "Image:buffer"))
+    progress = tables["/progress/top"]
+    frames = [f for t in progress for f in t["frame_index"]]
+    values = [v[0] for t in progress for v in t["Scalars:scalars"]]
+    ends = [
+        (f, p)
+        for f, e, p, end in zip(
+            rows["frame_index"], rows["episode_index"], rows["progress_sparse"], rows["prefix_end"]
+        )
+        if e == 1 and end
+    ]
+    assert frames == [f for f, _ in ends] and values == pytest.approx([p for _, p in ends])

@@ -149,6 +149,12 @@ def add_view(command: AddCommand, method: str) -> None:
     )
     p.add_argument("--label", action="append", default=None, help="a name per input for the legend (repeat)")
     p.add_argument(
+        "--rerun",
+        default=None,
+        help="also write a Rerun recording (lerobot-dataset-viz conventions): one .rrd, or a folder of one per "
+        "episode (pip install 'topreward[rerun]')",
+    )
+    p.add_argument(
         "--reencode",
         action="store_true",
         help="write H.264 copies of videos browsers cannot play into <out>_videos/ and show those",
@@ -187,6 +193,11 @@ def run_view(args: argparse.Namespace) -> int:
         for video in reencode(episodes, folder):
             print(f"re-encoded {video} as H.264 into {folder}")
     print(f"wrote {write_view(episodes, methods, args.out, title=', '.join(args.inputs))}")
+    if args.rerun:
+        from topreward.view.rerun import write_rerun
+
+        written = write_rerun(episodes, methods, args.rerun)
+        print(f"wrote {written[0] if len(written) == 1 else f'{len(written)} recordings into {args.rerun}'}")
     return 0
 
 

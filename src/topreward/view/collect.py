@@ -43,6 +43,7 @@ class ViewEpisode:
     success: bool | None = None
     truth: list[float] | None = None
     runs: dict[str, Run] = field(default_factory=dict)
+    camera: str = "observation.image"  # the video's key in a LeRobot dataset (Rerun's entity path)
 
 
 def _finite(value: Any) -> float | None:
@@ -237,6 +238,7 @@ def from_annotations(
                     video=video,
                     start=start,
                     dataset=Path(str(root)).name,
+                    camera=str(getattr(source, "camera", "observation.image")),
                 )
             frames = cols["frame_index"][ends].astype(int).tolist()
             progress = cols["progress_sparse"][ends].astype(float).tolist()
