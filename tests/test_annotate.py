@@ -402,3 +402,21 @@ def test_rank_of_an_annotation_without_scores_ranks_nothing(scorer, tmp_path, ca
         "none of its 2 episodes has a success score (2 skipped, 0 failed" in err and "nothing to rank" in err
     )
     assert not (tmp_path / "r.json").exists()
+
+
+def test_annotate_prints_the_rabc_command_of_each_lerobot_generation(tiny_model_dirs, tmp_path, capsys):
+    from topreward.annotate.progress_file import rabc_advice, rabc_commands
+
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6,))
+    model = ["--model", str(tiny_model_dirs["qwen3_vl"]), *[a for a in SMALL if a != "--quiet"]]
+    assert main(["annotate", str(root), "--into-dataset", *model]) == 0
+    out = capsys.readouterr().out
+    # lerobot is not installed in this venv: both generations' commands, without a path (the default place)
+    assert "lerobot 0.4-0.5: lerobot-train" in out and "--use_rabc=true" in out
+    assert "lerobot >= 0.6:  lerobot-train" in out and "--sample_weighting.type=rabc" in out
+    assert "progress_path" not in out and f"--dataset.root={root.resolve()}" in out
+    elsewhere = rabc_commands(tmp_path / "p.parquet")
+    assert f"--rabc_progress_path={(tmp_path / 'p.parquet').resolve()}" in elsewhere["0.4"]
+    assert f"--sample_weighting.progress_path={(tmp_path / 'p.parquet').resolve()}" in elsewhere["0.6"]
+    assert "--sample_weighting.type=rabc" in rabc_advice(tmp_path / "p.parquet", installed="0.6.1")
+    assert "--use_rabc=true" in rabc_advice(tmp_path / "p.parquet", installed="0.4.4")

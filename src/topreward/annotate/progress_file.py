@@ -110,6 +110,7 @@ def write_parquet(records: list[dict[str, Any]], out: Path, metadata: dict[str, 
     """All episodes' rows sorted by global index, written atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     signals = sorted({s for r in records if r["result"] is not None for s in point_signals(r["result"])})
     parts = [episode_columns(r, signals) for r in records]
     names = list(parts[0]) if parts else [*RABC_COLUMNS]
@@ -141,6 +142,7 @@ def is_ours(path: Path) -> bool:
     """Whether `path` is a parquet that topreward wrote (annotations or weights)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     try:
         return b"topreward" in (pq.read_schema(path).metadata or {})
     except (pa.ArrowException, OSError):  # not a parquet file at all
@@ -189,6 +191,7 @@ def read_annotations(path: str | Path, columns: tuple[str, ...] = ()):
     without them is an error naming them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -217,3 +220,47 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
     raw = (pq.read_schema(path).metadata or {}).get(b"topreward")
     return json.loads(raw) if raw else {}
+
+
+def lerobot_version() -> str | None:
+    """The lerobot release installed in this environment, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lerobot")
+    except PackageNotFoundError:
+        return None
+
+
+def rabc_commands(progress: str | Path, dataset_root: str | Path | None = None) -> dict[str, str]:
+    """The `lerobot-train` command that trains with RA-BC weights from `progress`, per LeRobot generation:
+    "0.4" (`--use_rabc=true`, lerobot 0.4.x and 0.5.x) and "0.6" (`--sample_weighting.type=rabc`, lerobot 0.6+,
+    `SampleWeightingConfig`). With `dataset_root` the file's default place (`<root>/sarm_progress.parquet`) needs
+    no path flag. The policy is SmolVLA, one of those that take weights (pi0, pi05, smolvla; 0.6 also molmoact2,
+    evo1, vla_jepa; never act or diffusion)."""
+    progress = Path(progress).resolve()
+    root = Path(dataset_root).expanduser().resolve() if dataset_root is not None else None
+    default = root is not None and progress == root / LEROBOT_PROGRESS_FILE
+    where = f"--dataset.root={root} " if root is not None else ""
+    head = f"lerobot-train --dataset.repo_id=<owner/name> {where}--policy.path=lerobot/smolvla_base --output_dir=outputs/rabc"
+    old = " --use_rabc=true --rabc_head_mode=sparse --rabc_kappa=0.01"
+    new = " --sample_weighting.type=rabc --sample_weighting.head_mode=sparse --sample_weighting.kappa=0.01"
+    if not default:
+        old += f" --rabc_progress_path={progress}"
+        new += f" --sample_weighting.progress_path={progress}"
+    return {"0.4": head + old, "0.6": head + new}
+
+
+def rabc_advice(
+    progress: str | Path, dataset_root: str | Path | None = None, installed: str | None = None
+) -> str:
+    """What to run next: the command for the LeRobot installed here, or both generations' when none is."""
+    commands = rabc_commands(progress, dataset_root)
+    if installed is not None:
+        major, minor = (int(p) for p in (installed.split(".") + ["0"])[:2])
+        key = "0.6" if (major, minor) >= (0, 6) else "0.4"
+        return f"train with these weights (lerobot {installed}, installed here):\n  {commands[key]}"
+    return (
+        "train with these weights (no lerobot installed here; the command depends on its release):\n"
+        f"  lerobot 0.4-0.5: {commands['0.4']}\n  lerobot >= 0.6:  {commands['0.6']}"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from topreward.cli.checks import (
     calibration_arg,
@@ -130,6 +131,11 @@ def run_annotate(args: argparse.Namespace) -> int:
         print(f"{len(summary.failed_reasons)} episodes failed (progress NaN; reasons in the metadata):")
         for eid, reason in list(summary.failed_reasons.items())[:5]:
             print(f"  failed {eid}: {reason[:160]}")
+    if str(summary.out).endswith(".parquet") and hasattr(source, "video_of") and not args.quiet:
+        from topreward.annotate.progress_file import lerobot_version, rabc_advice
+
+        root = args.source if Path(args.source).expanduser().is_dir() else None
+        print(rabc_advice(summary.out, root, lerobot_version()))
     if args.view:
         from topreward.view import from_annotations, write_view
 
