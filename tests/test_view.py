@@ -212,23 +212,21 @@ def test_the_page_in_headless_chromium(bench_runs, tmp_path):
     assert np.isfinite(x1)
 
 
+def annotated(tiny_model_dirs, tmp_path: Path, *extra: str) -> Path:
+    """A two-episode LeRobot v3.0 dataset (one video file) annotated into <root>/sarm_progress.parquet."""
+    from .helpers_lerobot import write_lerobot_v3
+
+    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
+    model = ["--model", str(tiny_model_dirs["qwen3_vl"]), "--max-frames", "4", "--quiet"]
+    assert main(["annotate", str(root), "--into-dataset", *model, *extra]) == 0
+    return root
+
+
 def test_annotate_view_shows_a_lerobot_dataset_from_its_parquet(tiny_model_dirs, tmp_path):
     from topreward.annotate.progress_file import read_annotations
 
-    from .helpers_lerobot import write_lerobot_v3
-
-    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))  # both episodes in one video file
     page = tmp_path / "ds.html"
-    argv = [
-        "annotate",
-        str(root),
-        "--into-dataset",
-        "--model",
-        str(tiny_model_dirs["qwen3_vl"]),
-        "--max-frames",
-        "4",
-    ]
-    assert main([*argv, "--view", str(page), "--quiet"]) == 0
+    root = annotated(tiny_model_dirs, tmp_path, "--view", str(page))  # both episodes in one video file
     data = page_data(page.read_text())
     table, _ = read_annotations(root / "sarm_progress.parquet")
     rows = table.to_pydict()
@@ -308,20 +306,10 @@ def test_a_rerun_recording_reads_back_with_its_timelines(tiny_model_dirs, tmp_pa
     `timestamp` timelines (lerobot-dataset-viz's); read back with Rerun's own reader."""
     from topreward.annotate.progress_file import read_annotations
 
-    from .helpers_lerobot import CAMERAS, write_lerobot_v3
+    from .helpers_lerobot import CAMERAS
 
     chunk = pytest.importorskip("rerun.chunk")
-    root = write_lerobot_v3(tmp_path / "ds", lengths=(6, 7))
-    argv = [
-        "annotate",
-        str(root),
-        "--into-dataset",
-        "--model",
-        str(tiny_model_dirs["qwen3_vl"]),
-        "--max-frames",
-        "4",
-    ]
-    assert main([*argv, "--quiet"]) == 0
+    root = annotated(tiny_model_dirs, tmp_path)
     rrd = tmp_path / "rec"
     parquet = root / "sarm_progress.parquet"
     assert (
