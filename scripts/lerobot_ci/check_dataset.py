@@ -28,7 +28,10 @@ def main(root: str, progress: str | None = None) -> None:
     assert len(batch["task"]) == 4 and all(isinstance(t, str) and t for t in batch["task"])
     if progress is None:
         return
-    from lerobot.utils.rabc import RABCWeights
+    try:  # lerobot 0.6 moved it beside SARM
+        from lerobot.rewards.sarm.rabc import RABCWeights
+    except ImportError:  # lerobot 0.4-0.5
+        from lerobot.utils.rabc import RABCWeights
 
     for head in ("sparse", "dense"):
         rabc = RABCWeights(progress, chunk_size=4, head_mode=head, kappa=0.01, device="cpu")
