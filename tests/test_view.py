@@ -335,3 +335,23 @@ def test_a_rerun_recording_reads_back_with_its_timelines(tiny_model_dirs, tmp_pa
         if e == 1 and end
     ]
     assert frames == [f for f, _ in ends] and values == pytest.approx([p for _, p in ends])
+
+
+def test_outputs_never_replace_inputs_and_sole_checks_its_sampling(bench_runs, tmp_path, capsys):
+    from topreward.scorers.sole import SoleConfig
+
+    _, a, _ = bench_runs
+    records = a / "episodes.jsonl"
+    before = records.read_bytes()
+    assert main(["view", str(a), "--out", str(records)]) == 2  # the page would replace an input
+    assert main(["view", str(a), "--out", str(tmp_path / "v.html"), "--rerun", str(a)]) == 2
+    assert "never replaces an input" in capsys.readouterr().err and records.read_bytes() == before
+    for bad in (
+        {"temperature": -1.0},
+        {"temperature": float("nan")},
+        {"top_p": 0.0},
+        {"top_k": -3},
+        {"max_new_tokens": 0},
+    ):
+        with pytest.raises(ValueError):
+            SoleConfig(**bad)

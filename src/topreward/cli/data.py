@@ -15,6 +15,7 @@ from topreward.cli.checks import (
     check_out_file,
     open_source_args,
     ray_only,
+    refuse_input_as_output,
 )
 from topreward.cli.flags import (
     EPISODES_HELP,
@@ -99,6 +100,7 @@ def run_annotate(args: argparse.Namespace) -> int:
                 "use `bench --view` or `score --view`"
             )
         check_out_file(args.view, "--view")
+        refuse_input_as_output("--view", args.view, (args.source, args.out))
     # a resume made with other settings: refused before the model is loaded
     check_output(args.out, spec, source_info, resume=args.resume, overwrite=args.overwrite)
     if args.engine == "ray":

@@ -12,6 +12,7 @@ from pathlib import Path
 from topreward.cli.checks import (
     calibration_arg,
     check_out_file,
+    refuse_input_as_output,
 )
 from topreward.cli.flags import (
     EPISODES_HELP,
@@ -179,6 +180,8 @@ def run_view(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"not found: {', '.join(missing)}")
     check_out_file(args.out, "--out")
+    for flag, path in (("--out", args.out), ("--rerun", args.rerun)):
+        refuse_input_as_output(flag, path, (*args.inputs, args.dataset))
     (kind,) = kinds
     if args.dataset is not None and kind != "annotate":
         raise ValueError("--dataset applies to annotation parquets only; drop it")

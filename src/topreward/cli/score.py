@@ -83,7 +83,7 @@ def run_score(args: argparse.Namespace) -> int:
     for flag, path in (("--plot", args.plot), ("--view", args.view)):
         if path:
             check_out_file(path, flag)
-    inputs = (args.video, args.ground_truth, args.calibration)
+    inputs = (args.video, args.ground_truth, args.calibration, args.against)
     for flag, path in (("--out", args.out), ("--plot", args.plot), ("--view", args.view)):
         refuse_input_as_output(flag, path, inputs)
     check_instruction(episode)  # the model's own control tokens are checked again once it is loaded

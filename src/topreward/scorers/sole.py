@@ -154,6 +154,11 @@ class SoleConfig(MethodConfig):
     max_new_tokens: int = option(200, "generated tokens at most (theirs: 200)")
     sample_seed: int = option(0, "sampling seed of the first step (step i uses it + i; theirs is unseeded)")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # the sampling options are a `Generation`'s: its checks name the bad value
+        Generation(self.max_new_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+
 
 @register("sole")
 class SoleScorer(Scorer):
