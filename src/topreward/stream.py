@@ -51,6 +51,7 @@ class MethodValues(Protocol):
 
     values: np.ndarray
     signals: dict[str, Any]
+    progress: np.ndarray | None  # the method's own progress (an absolute head), else None
 
 
 class OnlineMethod(Protocol):
@@ -243,9 +244,8 @@ class StreamSession:
         end = int(self.video.source_indices[-1])
         self.history.append((end, value))
         values = np.array([v for _, v in self.history])
-        own = getattr(out, "progress", None)
-        if own is not None:
-            progress = float(np.asarray(own)[-1])
+        if out.progress is not None:
+            progress = float(np.asarray(out.progress)[-1])
         else:
             progress = float(minmax_progress(values, self.scorer.config.eps)[-1])
         signals = {

@@ -57,3 +57,17 @@ def missing_tokenizer_files(model: str) -> str | None:
         return None
     bpe = [f for f in ("vocab.json", "merges.txt") if not (folder / f).is_file()]
     return f"tokenizer.json (nor {' and '.join(bpe)})" if bpe else None
+
+
+def hub_snapshot(repo: str, revision: str | None, allow_patterns: list[str], what: str) -> Path:
+    """The local snapshot of Hub repo `repo` (the files matching `allow_patterns`, downloaded by
+    huggingface_hub); an error that says to download `what` where the Hub is reachable otherwise."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=allow_patterns))
+    except Exception as e:  # offline, unknown repo, no access: the same advice
+        raise ValueError(
+            f"cannot download {what} from {repo!r} ({type(e).__name__}: {e}); download it where the Hub is "
+            "reachable and pass the local folder"
+        ) from e

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from topreward.backends.base import REWARD_HEADS
-from topreward.backends.loading import pick_device, pick_dtype
+from topreward.backends.loading import hub_snapshot, pick_device, pick_dtype
 from topreward.prompts import ROBOMETER_TOKENS
 
 logger = logging.getLogger(__name__)
@@ -393,21 +393,8 @@ def _local_folder(model: str, revision: str | None) -> Path:
         return path
     if model.startswith((".", "/", "~")) or model.count("/") != 1:
         raise ValueError(f"Robometer checkpoint {model!r}: the folder {path} does not exist")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(
-            snapshot_download(
-                model,
-                revision=revision,
-                allow_patterns=["*.safetensors", "*.json", "*.yaml", "*.txt", "*.model"],
-            )
-        )
-    except Exception as e:  # offline, unknown repo, no access: the same advice
-        raise ValueError(
-            f"cannot download Robometer checkpoint {model!r} ({type(e).__name__}: {e}); download it where the "
-            "Hub is reachable and pass the local folder"
-        ) from e
+    patterns = ["*.safetensors", "*.json", "*.yaml", "*.txt", "*.model"]
+    return hub_snapshot(model, revision, patterns, "the Robometer checkpoint")
 
 
 class RobometerCache:

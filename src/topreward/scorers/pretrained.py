@@ -127,15 +127,9 @@ def _adapter_folder(entry: KnownModel, model: str, revision: str | None) -> Path
     if path.is_dir():
         return path
     repo, sub = "/".join(entry.model.split("/")[:2]), "/".join(entry.model.split("/")[2:])
-    try:
-        from huggingface_hub import snapshot_download
+    from topreward.backends.loading import hub_snapshot
 
-        return Path(snapshot_download(repo, revision=revision, allow_patterns=[f"{sub}/*"])) / sub
-    except Exception as e:  # offline, no access: one piece of advice
-        raise ValueError(
-            f"cannot download {entry.model} ({type(e).__name__}: {e}); download the {sub!r} folder of {repo} "
-            "where the Hub is reachable and pass that folder as the model"
-        ) from e
+    return hub_snapshot(repo, revision, [f"{sub}/*"], f"the {sub!r} folder") / sub
 
 
 def method_for(model: str | None) -> str | None:

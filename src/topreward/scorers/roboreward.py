@@ -197,11 +197,8 @@ class RoboRewardScorer(CacheScorer):
         return self._turn("x")[0]
 
     def requests_for(self, instructions: list[str], points: list[int]) -> list[Request]:
-        return [
-            Request(k, self._turn(text)[1] + ANSWER_CUE, self.digit_ids)
-            for text in instructions
-            for k in points
-        ]
+        after = [self._turn(text)[1] + ANSWER_CUE for text in instructions]  # one chat template per text
+        return [Request(k, text, self.digit_ids) for text in after for k in points]
 
     def outputs_from(self, answers, instructions: list[str], points: list[int]) -> list[MethodOutput]:
         outputs = []
