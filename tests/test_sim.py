@@ -230,11 +230,13 @@ def fresh(tmp_path_factory) -> tuple[Path, Path]:
 
 def assert_same_frames(a: Path, b: Path) -> None:
     """Same episode video: Mesa's software renderer is not bit-exact between runs (about 1 episode in 16
-    had a few pixels off by up to 10 levels, physics identical), so pixels may differ a little, rarely."""
+    had pixels off by up to 13 levels, on up to 1.2% of the pixels, physics identical), so pixels may differ a
+    little, rarely. A different frame is told apart by its largest change: in the fixture, two consecutive
+    frames of a moving arm differ somewhere by at least 38 levels."""
     fa, fb = read_frames(a), read_frames(b)
     assert fa.shape == fb.shape, a.name
     diff = np.abs(fa.astype(np.int16) - fb.astype(np.int16))
-    assert diff.mean() < 0.05 and np.mean(diff > 0) < 0.01, (a.name, float(diff.mean()), int(diff.max()))
+    assert diff.mean() < 0.05 and diff.max() <= 24, (a.name, float(diff.mean()), int(diff.max()))
 
 
 def test_generate_is_deterministic(fresh):
