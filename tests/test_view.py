@@ -111,10 +111,11 @@ def test_score_view_and_views_of_results(tiny_model_dirs, sample_video, tmp_path
     assert main([*argv, "--view", str(page), "--quiet"]) == 0
     result = json.loads(out.read_text())
     (episode,) = page_data(page.read_text())["episodes"]
-    (run,) = episode["runs"].values()
+    ((label, run),) = episode["runs"].items()
     assert (
         run["progress"] == pytest.approx(result["progress"]) and episode["num_frames"] == result["num_frames"]
     )
+    assert label == f"topreward ({tiny_model_dirs['qwen3_vl'].name})"  # the model by name, not its provenance
 
 
 def _driver(tmp_path):
@@ -355,3 +356,68 @@ def test_outputs_never_replace_inputs_and_sole_checks_its_sampling(bench_runs, t
     ):
         with pytest.raises(ValueError):
             SoleConfig(**bad)
+
+
+def test_the_progress_overlay_video_grows_its_curve_with_the_frames(bench_runs, tmp_path, capsys):
+    """`view --mp4`: the source frame on top, pixel for pixel; under it a playhead at each frame and each
+    run's curve drawn up to the prefixes that end by then; one mp4 per episode at the episode's rate."""
+    from topreward.video import probe_video, read_frames, seek_read_frames
+    from topreward.view import from_bench
+    from topreward.view.overlay import COLORS, Panel, faint, render_episode, rgb
+
+    _, a, b = bench_runs
+    episodes, methods = from_bench([a, b])
+    episode = episodes[0]
+    source = seek_read_frames(episode.video, np.arange(episode.num_frames))
+    frames = render_episode(episode, methods, source)
+    scale = -(-384 // source.shape[2])
+    h = source.shape[1] * scale
+    assert np.array_equal(frames[:, :h], source.repeat(scale, 1).repeat(scale, 2))
+    panel = Panel(frames.shape[2], len(frames), len(methods))
+    assert frames.shape[1] == h + panel.height
+    below = frames[:, h:]
+    mid = (panel.top + panel.bottom) // 2
+    for i in (0, len(frames) // 2, len(frames) - 1):  # the playhead is at frame i, and only there on its row
+        row = below[i, mid + 1].astype(int)  # just off the 0.5 grid line
+        assert np.abs(row[panel.x(i)] - (40, 40, 40)).max() < 30, i
+        others = [x for x in range(panel.left, panel.right) if abs(x - panel.x(i)) > 1]
+        assert not (np.abs(row[others] - (40, 40, 40)).max(axis=1) < 30).any(), i
+    for label, colour in zip(methods, COLORS):
+        run = episode.runs[label]
+        last, first = max(run.frames), min(run.frames)
+        value = run.progress[run.frames.index(last)]
+        spot = (
+            panel.y(value),
+            panel.x(last),
+        )  # the run's last point: faint before its prefix ends, then full
+        assert np.abs(below[first][spot].astype(int) - faint(rgb(colour))).max() < 40, label
+        assert np.abs(below[last][spot].astype(int) - rgb(colour)).max() < 40, label
+
+    out = tmp_path / "overlays"
+    assert main(["view", str(a), str(b), "--out", str(tmp_path / "v.html"), "--mp4", str(out)]) == 0
+    written = sorted(out.glob("*.mp4"))
+    assert [p.name for p in written] == [
+        f"episode_{e.episode_id}.mp4" for e in sorted(episodes, key=lambda e: e.episode_id)
+    ]
+    info = probe_video(written[0])
+    assert (info.num_frames, info.height, info.width) == frames.shape[:3] and info.fps == episode.fps
+    assert np.abs(read_frames(written[0]).astype(int) - frames).mean() < 3  # H.264 at crf 18
+    assert main(["view", str(a), "--out", str(tmp_path / "w.html"), "--mp4", str(tmp_path / "one.mp4")]) != 0
+    assert "names one video but the inputs hold 3 episodes" in capsys.readouterr().err
+    assert not (tmp_path / "w.html").exists()  # refused before anything is written
+
+
+def test_the_overlay_needs_videos_and_never_writes_over_one(bench_runs, tmp_path):
+    from topreward.view import from_bench
+    from topreward.view.overlay import write_overlay
+
+    _, a, _ = bench_runs
+    episodes, methods = from_bench([a])
+    (tmp_path / "o").mkdir()
+    copy = shutil.copy(episodes[0].video, tmp_path / "o" / f"episode_{episodes[0].episode_id}.mp4")
+    episodes[0].video = str(copy)
+    with pytest.raises(ValueError, match="over a source video"):
+        write_overlay(episodes, methods, tmp_path / "o")
+    episodes[0].video = None
+    with pytest.raises(ValueError, match="have no video"):
+        write_overlay(episodes, methods, tmp_path / "o")

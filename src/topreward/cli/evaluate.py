@@ -156,6 +156,12 @@ def add_view(command: AddCommand, method: str) -> None:
         "episode (pip install 'topreward[rerun]')",
     )
     p.add_argument(
+        "--mp4",
+        default=None,
+        help="also write the frames with the progress curve drawn under them (slides, papers): a file.mp4 for "
+        "one episode, or a folder of episode_<id>.mp4",
+    )
+    p.add_argument(
         "--reencode",
         action="store_true",
         help="write H.264 copies of videos browsers cannot play into <out>_videos/ and show those",
@@ -180,7 +186,7 @@ def run_view(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"not found: {', '.join(missing)}")
     check_out_file(args.out, "--out")
-    for flag, path in (("--out", args.out), ("--rerun", args.rerun)):
+    for flag, path in (("--out", args.out), ("--rerun", args.rerun), ("--mp4", args.mp4)):
         refuse_input_as_output(flag, path, (*args.inputs, args.dataset))
     (kind,) = kinds
     if args.dataset is not None and kind != "annotate":
@@ -189,6 +195,10 @@ def run_view(args: argparse.Namespace) -> int:
         episodes, methods = from_annotations(args.inputs, args.dataset, args.label)
     else:
         episodes, methods = (from_bench if kind == "bench" else from_results)(args.inputs, args.label)
+    if args.mp4:
+        from topreward.view.overlay import check_overlay
+
+        check_overlay(episodes, args.mp4)
     if args.reencode:
         from topreward.view.page import reencode
 
@@ -201,6 +211,13 @@ def run_view(args: argparse.Namespace) -> int:
 
         written = write_rerun(episodes, methods, args.rerun)
         print(f"wrote {written[0] if len(written) == 1 else f'{len(written)} recordings into {args.rerun}'}")
+    if args.mp4:
+        from topreward.view.overlay import write_overlay
+
+        written = write_overlay(episodes, methods, args.mp4)
+        print(
+            f"wrote {', '.join(map(str, written)) if len(written) < 4 else f'{len(written)} videos into {args.mp4}'}"
+        )
     return 0
 
 

@@ -152,7 +152,10 @@ def from_bench(
 
 
 def _label(method: Any, model: Any, taken: list[str]) -> str:
+    """"method (model)", the model by its folder or Hub name; a result's `model` is its provenance dict."""
     base = str(method or "run")
+    if isinstance(model, dict):
+        model = model.get("id")
     if model:
         base += f" ({Path(str(model)).name})"
     label, n = base, 2

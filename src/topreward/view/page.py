@@ -213,6 +213,7 @@ def write_view(
         '<p style="color:#777">arrow keys or j / k: next and previous episode; click the plot to seek</p></div>'
         f'<script id="data" type="application/json">{payload}</script><script>{_SCRIPT}</script></body></html>'
     )
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, html)
     return out
 
