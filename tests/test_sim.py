@@ -184,12 +184,29 @@ def test_task_table():
         ({"max_steps": 501}, "max_steps"),
         ({"size": 223}, "even"),
         ({"fps": 0.0}, "fps"),
+        ({"counts": {"noisy": 2}, "kinds": ("expert",)}, "not among the kinds"),
+        ({"counts": {"expert": 0}}, "whole number >= 1"),
     ],
 )
 def test_generate_rejects_bad_arguments(tmp_path, kwargs, match):
     args = {"tasks": ["reach-v3"], "seeds": [0], **kwargs}
     with pytest.raises(ValueError, match=match):
         generate(tmp_path, **args)
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--seeds", "0"], "--seeds 0"),
+        (["--seeds", "9:3"], "start:stop"),
+        (["--kinds", "expert:x"], "expert:x"),
+    ],
+)
+def test_sim_refuses_bad_seeds_and_counts(tmp_path, flags, match, capsys):
+    from topreward.cli import main
+
+    assert main(["sim", "--out", str(tmp_path / "o"), *flags]) != 0
+    assert match in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_generate_without_metaworld_says_how_to_install(tmp_path, monkeypatch):
@@ -328,20 +345,30 @@ def test_sim_lerobot_format(tmp_path, capsys):
 
     _need_sim()
     root = tmp_path / "ds"
-    command = ["sim", "--format", "lerobot", "--out", str(root), "--tasks", "reach-v3", "--seeds", "1"]
-    command += ["--kinds", "expert,random", "--max-steps", "12", "--size", "64", "--quiet"]
+    command = ["sim", "--format", "lerobot", "--out", str(root), "--tasks", "reach-v3", "--seeds", "5:7"]
+    command += ["--kinds", "expert:1,random", "--max-steps", "12", "--size", "64", "--quiet"]
     assert main(command) == 0
     assert "wrote LeRobot dataset" in capsys.readouterr().out
     info = json.loads((root / "meta/info.json").read_text())
-    assert info["codebase_version"] == "v3.0" and info["fps"] == 30 and info["total_frames"] == 24
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 30 and info["total_frames"] == 36
+    episodes = pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pydict()
+    assert list(zip(episodes["seed"], episodes["kind"])) == [(5, "expert"), (5, "random"), (6, "random")]
+    assert info["features"]["observation.environment_state"]["names"][-3:] == ["goal_x", "goal_y", "goal_z"]
     data = pq.read_table(root / "data/chunk-000/file-000.parquet").to_pylist()
     manifest = [json.loads(line) for line in (root / ".sim_episodes/manifest.jsonl").read_text().splitlines()]
-    assert [r["index"] for r in data] == list(range(24)) and [r["episode_index"] for r in data[::12]] == [
+    assert [r["index"] for r in data] == list(range(36)) and [r["episode_index"] for r in data[::12]] == [
         0,
         1,
+        2,
     ]
     assert [r["progress"] for r in data] == pytest.approx([p for m in manifest for p in m["progress"]])
     assert all(len(r["observation.state"]) == len(r["action"]) == 4 for r in data)
+    whole = np.array([r["observation.environment_state"] for r in data])  # Meta-World's 39-D observation
+    assert whole.shape == (36, 39) and np.array_equal(whole[:, :4], [r["observation.state"] for r in data])
+    np.testing.assert_array_equal(whole[1:12, 18:36], whole[:11, :18])  # "prev_": the previous frame's
+    goals = whole[:, 36:].reshape(3, 12, 3)
+    assert np.array_equal(goals, goals[:, :1].repeat(12, 1))  # the goal stays put within an episode
+    assert not np.array_equal(goals[1, 0], goals[2, 0])  # and is the seed's
     assert all(-1 <= a <= 1 for r in data for a in r["action"])
     source = open_source(root)
     episode = source.get(source.episode_ids()[1])
@@ -352,4 +379,4 @@ def test_sim_lerobot_format(tmp_path, capsys):
     mtime = work_video.stat().st_mtime_ns
     assert main(command) == 0 and work_video.stat().st_mtime_ns == mtime  # resumed: nothing rendered again
     if LEROBOT_PYTHON:
-        assert "LeRobotDataset: 2 episodes, 24 frames" in check_with_lerobot(root)
+        assert "LeRobotDataset: 3 episodes, 36 frames" in check_with_lerobot(root)

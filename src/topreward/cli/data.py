@@ -249,8 +249,17 @@ def add_sim(command: AddCommand, method: str) -> None:
         default="push-v3,pick-place-v3,drawer-open-v3,button-press-topdown-v3",
         help="comma list of Meta-World v3 tasks (see --list-tasks)",
     )
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per task (default 3)")
-    p.add_argument("--kinds", default="expert,noisy,freeze,random", help="episode kinds (default: all four)")
+    p.add_argument(
+        "--seeds",
+        default="3",
+        help="env seeds per task: N for 0..N-1, or a slice start:stop, e.g. 200:215 (stop excluded) (default: 3)",
+    )
+    p.add_argument(
+        "--kinds",
+        default="expert,noisy,freeze,random",
+        help="episode kinds, comma list; kind:N gives that kind the first N seeds only, e.g. "
+        "expert:10,freeze,random (default: all four)",
+    )
     p.add_argument("--max-steps", type=int, default=150, help="env steps per episode, one frame each")
     p.add_argument(
         "--video-fps",
@@ -272,6 +281,34 @@ def add_sim(command: AddCommand, method: str) -> None:
     p.set_defaults(func=run_sim)
 
 
+def seed_range(text: str) -> range:
+    """`--seeds`: N (seeds 0..N-1) or start:stop."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1 and parts[0] >= 1:
+        return range(parts[0])
+    if len(parts) == 2 and 0 <= parts[0] < parts[1]:
+        return range(*parts)
+    raise ValueError(
+        f"--seeds {text}: give a count N >= 1 (seeds 0..N-1) or a slice start:stop, e.g. 200:215"
+    )
+
+
+def kind_counts(text: str) -> tuple[tuple[str, ...], dict[str, int]]:
+    """`--kinds`: a comma list of kinds, each optionally kind:N."""
+    kinds, counts = [], {}
+    for item in text.split(","):
+        kind, _, n = item.partition(":")
+        kinds.append(kind)
+        if n:
+            if not n.isdigit() or int(n) < 1:
+                raise ValueError(f"--kinds {text}: {item} needs a whole number >= 1 after the colon")
+            counts[kind] = int(n)
+    return tuple(kinds), counts
+
+
 def run_sim(args: argparse.Namespace) -> int:
     from topreward.sim import generate, list_tasks
 
@@ -286,13 +323,14 @@ def run_sim(args: argparse.Namespace) -> int:
         "trim_after_success": args.trim_after_success,
         "progress": not args.quiet,
     }
-    tasks, kinds = args.tasks.split(","), tuple(args.kinds.split(","))
+    tasks, seeds = args.tasks.split(","), seed_range(args.seeds)
+    kinds, counts = kind_counts(args.kinds)
     if args.format == "lerobot":
         from topreward.sim.lerobot_format import generate_lerobot
 
-        root = generate_lerobot(args.out, tasks, range(args.seeds), kinds, **options)
+        root = generate_lerobot(args.out, tasks, seeds, kinds, counts, **options)
         print(f"wrote LeRobot dataset {root} (load: LeRobotDataset('local/sim', root={str(root)!r}))")
         return 0
-    manifest = generate(args.out, tasks, range(args.seeds), kinds=kinds, **options)
+    manifest = generate(args.out, tasks, seeds, kinds=kinds, counts=counts, **options)
     print(f"wrote {manifest}")
     return 0

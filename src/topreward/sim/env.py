@@ -16,13 +16,24 @@ from topreward.sim.tasks import TASKS
 logger = logging.getLogger(__name__)
 
 CAMERA = "corner"
+
+
+def _observation_names() -> list[str]:
+    """Meta-World v3's 39-D observation: this frame's hand xyz, gripper opening (0..1) and two objects'
+    position and quaternion (w, x, y, z; zeros for a task with one object), the same 18 of the previous
+    frame, then the goal position."""
+    now = ["hand_x", "hand_y", "hand_z", "gripper"]
+    for obj in ("obj1", "obj2"):
+        now += [f"{obj}_{c}" for c in ("x", "y", "z", "qw", "qx", "qy", "qz")]
+    return [*now, *(f"prev_{n}" for n in now), "goal_x", "goal_y", "goal_z"]
+
+
+OBSERVATION_NAMES = _observation_names()
 _INSTALL_HINT = "pip install 'topreward[sim]'"
 _EGL_HINT = (
     "On Debian/Ubuntu run scripts/install_sim_deps.sh (libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0); "
     "elsewhere install EGL or set MUJOCO_GL=osmesa with OSMesa installed"
 )
-
-
 
 
 @dataclass

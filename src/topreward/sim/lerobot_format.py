@@ -12,8 +12,10 @@ Recipe:
    ``videos/observation.image/chunk-CCC/file-FFF.mp4`` (a hard link to the work folder's H.264 file, a copy
    where links are impossible; ``from_timestamp`` 0).
 3. Per frame, as LeRobot's own Meta-World env names them: ``observation.image`` (our ``corner`` camera,
-   upright), ``observation.state`` (observation[:4]: hand xyz and gripper) and ``action`` (4-D, the action
-   taken from that frame's observation). Our ground truth rides along as extra columns: ``progress`` (the
+   upright), ``observation.state`` (observation[:4]: hand xyz and gripper, what LeRobot's Meta-World env
+   gives a policy as ``agent_pos``), ``observation.environment_state`` (the whole 39-D Meta-World
+   observation, its parts named in the features: objects, previous frame, goal; what a state-based policy
+   needs to learn a task) and ``action`` (4-D, the action taken from that frame's observation). Our ground truth rides along as extra columns: ``progress`` (the
    dense ground-truth progress of the manifest), ``success`` (the env's success flag at that frame) and
    ``next.reward`` (the env's shaped reward); per episode, the episodes parquet adds ``episode_id``,
    ``task_name``, ``kind``, ``seed`` and ``episode_success`` (success at the last frame).
@@ -34,11 +36,13 @@ from typing import Any
 import numpy as np
 
 from topreward.atomic import replacing, write_text
+from topreward.sim.env import OBSERVATION_NAMES
 
 logger = logging.getLogger(__name__)
 
 WORK_DIR = ".sim_episodes"
 IMAGE_KEY = "observation.image"
+ENV_STATE_KEY = "observation.environment_state"
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000  # files per chunk folder, LeRobot's default
 _DATA_FILE = "data/chunk-000/file-000.parquet"
@@ -140,6 +144,7 @@ def _features(size: int, fps: float) -> dict[str, Any]:
             },
         },
         "observation.state": {"dtype": "float32", "shape": [4], "names": _STATE_NAMES},
+        ENV_STATE_KEY: {"dtype": "float32", "shape": [len(OBSERVATION_NAMES)], "names": OBSERVATION_NAMES},
         "action": {"dtype": "float32", "shape": [4], "names": _ACTION_NAMES},
         "next.reward": scalar("float32"),
         "progress": scalar("float32"),
@@ -204,12 +209,27 @@ def write_lerobot(work_dir: str | Path, root: str | Path, episode_ids: Sequence[
         if not arrays_file.is_file():
             raise FileNotFoundError(f"{arrays_file} is missing; generate the episodes with arrays=True")
         with np.load(arrays_file) as arrays:
+            if "observation" not in arrays:
+                raise ValueError(
+                    f"{arrays_file} was written by an older topreward, without the whole observation; delete "
+                    f"{work_dir / 'arrays'} and run `topreward sim --format lerobot` again (it re-renders only "
+                    "those episodes)"
+                )
             state, action = arrays["state"].astype(np.float32), arrays["action"].astype(np.float32)
+            observation = arrays["observation"].astype(np.float32)
         n = int(rec["num_frames"])
-        if not (len(state) == len(action) == len(rec["progress"]) == n == probe_video(video).num_frames):
+        if not (
+            len(state)
+            == len(action)
+            == len(observation)
+            == len(rec["progress"])
+            == n
+            == probe_video(video).num_frames
+        ):
             raise ValueError(f"{eid}: frames, states, actions and progress disagree in length; regenerate it")
         task_index = tasks.setdefault(rec["instruction"], len(tasks))
         cols["observation.state"] += state.tolist()
+        cols[ENV_STATE_KEY] += observation.tolist()
         cols["action"] += action.tolist()
         cols["next.reward"] += [float(r) for r in rec["reward"]]
         cols["progress"] += [float(p) for p in rec["progress"]]
@@ -244,6 +264,7 @@ def write_lerobot(work_dir: str | Path, root: str | Path, episode_ids: Sequence[
     vec = pa.list_(pa.float32(), 4)
     data = {
         "observation.state": pa.array(cols["observation.state"], vec),
+        ENV_STATE_KEY: pa.array(cols[ENV_STATE_KEY], pa.list_(pa.float32(), len(OBSERVATION_NAMES))),
         "action": pa.array(cols["action"], vec),
         **{k: pa.array(cols[k], pa.float32()) for k in ("next.reward", "progress", "timestamp")},
         "success": pa.array(cols["success"], pa.bool_()),
@@ -276,14 +297,20 @@ def write_lerobot(work_dir: str | Path, root: str | Path, episode_ids: Sequence[
 
 
 def generate_lerobot(
-    root: str | Path, tasks: Sequence[str], seeds: Iterable[int], kinds: Sequence[str], **options: Any
+    root: str | Path,
+    tasks: Sequence[str],
+    seeds: Iterable[int],
+    kinds: Sequence[str],
+    counts: dict[str, int] | None = None,
+    **options: Any,
 ) -> Path:
     """`generate` the episodes into ``<root>/.sim_episodes`` (with states and actions), then `write_lerobot`
     the requested ones, in (task, seed, kind) order, as a LeRobot v3.0 dataset at `root`; returns `root`.
 
-    `options` are `generate`'s (max_steps, fps, noise_std, size, crf, trim_after_success, progress).
+    `counts` limits a kind to the first seeds (`generate`'s); `options` are `generate`'s (max_steps, fps,
+    noise_std, size, crf, trim_after_success, progress).
     """
-    from topreward.sim.metaworld_gen import KINDS, _episode_id, generate
+    from topreward.sim.metaworld_gen import _episode_id, episodes_of, generate
 
     root = Path(root)
     if root.exists() and not (root / WORK_DIR).is_dir() and any(root.iterdir()):
@@ -291,7 +318,6 @@ def generate_lerobot(
             f"{root} exists and was not written by `topreward sim --format lerobot`; choose an empty or new --out"
         )
     seeds = list(seeds)
-    generate(root / WORK_DIR, tasks, seeds, kinds, arrays=True, **options)
-    ordered = [k for k in KINDS if k in kinds]
-    ids = [_episode_id(t, s, k) for t in tasks for s in seeds for k in ordered]
+    generate(root / WORK_DIR, tasks, seeds, kinds, arrays=True, counts=counts, **options)
+    ids = [_episode_id(t, s, k) for t, s, k in episodes_of(tasks, seeds, kinds, counts)]
     return write_lerobot(root / WORK_DIR, root, ids)

@@ -95,6 +95,7 @@ class _Rollout:
     # from that observation (clipped to [-1, 1]; executed by the next step); LeRobot's Meta-World layout
     states: np.ndarray | None = None
     actions: np.ndarray | None = None
+    observations: np.ndarray | None = None  # (T, 39) the whole Meta-World observation (OBSERVATION_NAMES)
 
     @property
     def first_success_frame(self) -> int | None:
@@ -113,7 +114,30 @@ class _Rollout:
             self.render_s,
             None if self.states is None else self.states[:n],
             None if self.actions is None else self.actions[:n],
+            None if self.observations is None else self.observations[:n],
         )
+
+
+def check_counts(counts: Mapping[str, int] | None, kinds: Sequence[str]) -> None:
+    for kind, n in (counts or {}).items():
+        if kind not in kinds:
+            raise ValueError(
+                f"a count is given for the kind {kind!r}, which is not among the kinds {tuple(kinds)}"
+            )
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"the count of {kind!r} episodes must be a whole number >= 1, got {n!r}")
+
+
+def episodes_of(
+    tasks: Sequence[str], seeds: Sequence[int], kinds: Sequence[str], counts: Mapping[str, int] | None = None
+) -> list[tuple[str, int, str]]:
+    """The (task, seed, kind) episodes of a run, in its order: per task, per seed, kinds in `KINDS` order;
+    a kind with a count gets the first that many seeds only."""
+    kinds = [k for k in KINDS if k in kinds]
+    counts = counts or {}
+    return [
+        (t, s, k) for t in tasks for i, s in enumerate(seeds) for k in kinds if i < counts.get(k, len(seeds))
+    ]
 
 
 def _episode_rng(task: str, seed: int, kind: str) -> np.random.Generator:
@@ -131,7 +155,7 @@ def _rollout(
     """Run `steps` steps in a fresh env, one frame after each; `action_fn(step, obs, policy)` acts."""
     env = sim.envs[f"{task}-goal-observable"](seed=seed)
     renderer = None
-    frames, rewards, success, in_place, dist, states, actions = [], [], [], [], [], [], []
+    frames, rewards, success, in_place, dist, states, actions, observations = [], [], [], [], [], [], [], []
     sim_s = render_s = 0.0
 
     def act(step: int, obs: np.ndarray) -> np.ndarray:
@@ -151,6 +175,7 @@ def _rollout(
                 actions.append(action)  # taken from the observation of the previous frame
             obs, reward, _, _, info = env.step(action)
             states.append(np.asarray(obs[:4], dtype=np.float32))
+            observations.append(np.asarray(obs, dtype=np.float32))
             sim_s += time.perf_counter() - t0
             rewards.append(float(reward))
             success.append(bool(info["success"]))
@@ -176,6 +201,7 @@ def _rollout(
         render_s=render_s,
         states=np.stack(states) if states else np.zeros((0, 4), np.float32),
         actions=np.stack(actions) if actions else np.zeros((0, 4), np.float32),
+        observations=np.stack(observations) if observations else np.zeros((0, 39), np.float32),
     )
 
 
@@ -240,6 +266,7 @@ def generate(
     trim_after_success: int | None = None,
     progress: bool = True,
     arrays: bool = False,
+    counts: Mapping[str, int] | None = None,
 ) -> Path:
     """Generate Meta-World episodes (mp4 + ``manifest.jsonl``) in `out_dir`; return the manifest path.
 
@@ -257,8 +284,11 @@ def generate(
             success (at most `max_steps`), so idle frames do not dominate; twins keep the expert's length.
         progress: show a progress bar over episodes.
         arrays: also write ``arrays/<episode_id>.npz`` with each frame's robot state (``state``: observation
-            [:4], hand xyz and gripper) and the action taken from it (``action``, 4-D); `write_lerobot`
-            needs them. Episodes without the file are then generated again.
+            [:4], hand xyz and gripper), its whole observation (``observation``, 39-D, `OBSERVATION_NAMES`)
+            and the action taken from it (``action``, 4-D); `write_lerobot` needs them. Episodes without
+            the file are then generated again.
+        counts: per kind, how many of `seeds` (the first ones) get an episode of that kind (default: all),
+            e.g. ``{"expert": 10}`` with 15 seeds gives 10 expert episodes and 15 of each other kind.
 
     Raises:
         ImportError: metaworld or mujoco missing (``pip install 'topreward[sim]'``).
@@ -273,6 +303,7 @@ def generate(
     seeds = [int(s) for s in seeds]
     if not seeds or min(seeds) < 0:
         raise ValueError(f"seeds must be non-negative integers, got {seeds}")
+    check_counts(counts, kinds)
     if not 1 <= max_steps <= MAX_PATH_LENGTH:
         raise ValueError(
             f"max_steps must lie in [1, {MAX_PATH_LENGTH}] (Meta-World's path limit), got {max_steps}"
@@ -316,7 +347,7 @@ def generate(
     _write_manifest(manifest, done.values())  # drop lines whose video is missing
 
     kinds = [k for k in KINDS if k in kinds]  # expert first: its rollout sets the twins' length
-    todo = [(t, s, k) for t in tasks for s in seeds for k in kinds]
+    todo = episodes_of(tasks, seeds, kinds, counts)
     bar = tqdm(total=len(todo), desc="meta-world episodes", disable=not progress)
     experts: dict[tuple[str, int], dict[str, Any]] = {}
     for task, seed, kind in todo:
@@ -413,7 +444,7 @@ def _generate_one(
     if arrays:  # before the video: an episode counts as done once its video exists
         (out_dir / "arrays").mkdir(exist_ok=True)
         with replacing(out_dir / "arrays" / f"{eid}.npz") as partial, partial.open("wb") as f:
-            np.savez(f, state=roll.states, action=roll.actions)
+            np.savez(f, state=roll.states, action=roll.actions, observation=roll.observations)
     rel = Path("videos") / f"{eid}.mp4"
     with replacing(out_dir / rel) as partial:
         write_video(partial, roll.frames, settings["fps"], crf=settings["crf"])
@@ -472,5 +503,3 @@ def generate_fixture(out_dir: str | Path | None = None, progress: bool = False) 
         trim_after_success=FIXTURE_TRIM_AFTER_SUCCESS,
         progress=progress,
     )
-
-
