@@ -205,9 +205,11 @@ def annotate(
         scorer: a loaded scorer (`topreward.load_scorer`), or for engine "ray" a `ScorerSpec` (each worker
             loads its own scorer from it).
         out: output parquet path.
-        resume: continue from `<out>.work.jsonl`; overwrite: start again from nothing.
+        resume: continue from `<out>.work.jsonl`.
+        overwrite: start again from nothing.
         engine: "local" (this process) or "ray" (Ray Data: decoding in CPU tasks, scoring in an actor pool).
-        workers, gpus_per_worker: Ray actor-pool size and GPUs per actor.
+        workers: Ray actor-pool size.
+        gpus_per_worker: GPUs per Ray actor.
         ray_address: an existing Ray cluster to join (e.g. "ray://head:10001" or "auto"); default the
             `RAY_ADDRESS` environment variable, else a local Ray started for this run.
         source_factory: for "ray", a picklable zero-argument callable that reopens `source` in a worker.

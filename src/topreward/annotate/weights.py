@@ -329,7 +329,8 @@ class FrameWeights:
             indices: the global frame index of each dataset position (for a LeRobot dataset of every
                 episode: ``range(len(dataset))``, the default: every frame of this file, in index order).
             num_samples: draws per epoch (default: the number of positions).
-            replacement, generator: as `WeightedRandomSampler`.
+            replacement: as `WeightedRandomSampler`.
+            generator: as `WeightedRandomSampler`.
         """
         from torch.utils.data import WeightedRandomSampler
 

@@ -28,7 +28,8 @@ def fit_platt(
     """Slope and intercept of `P(success) = sigmoid(slope * score + intercept)`, by Newton's method.
 
     Args:
-        scores, labels: the fitting episodes (both classes present).
+        scores: the fitting episodes' success scores.
+        labels: their success labels (both classes present).
         smooth_targets: Platt's targets `(n+ + 1) / (n+ + 2)` and `1 / (n- + 2)` instead of 1 and 0.
 
     Raises:
