@@ -268,6 +268,8 @@ def test_awr_weights_hand_values():
 
 
 def test_weights_and_rank_commands(scorer, tmp_path, capsys):
+    from topreward.weights import rabc_weights
+
     manifest = make_manifest(tmp_path / "m", 4, corrupt=(3,))
     ann = annotate(open_source(manifest), scorer, tmp_path / "p.parquet", progress_bar=False).out
     assert main(["weights", str(ann), "--out", str(tmp_path / "w.parquet"), "--max-weight", "1.5"]) == 0
@@ -276,6 +278,29 @@ def test_weights_and_rank_commands(scorer, tmp_path, capsys):
     ok = ~np.isnan(weights)
     assert ok.sum() == 8 + 9 + 10 and np.all(weights[ok] <= 1.5) and np.all(weights[ok] > 0)
     assert {"index", "episode_index", "frame_index", "progress_sparse", "advantage"} <= set(w.column_names)
+    # LeRobot's RA-BC weights of the same file
+    assert (
+        main(
+            [
+                "weights",
+                str(ann),
+                "--out",
+                str(tmp_path / "r.parquet"),
+                "--scheme",
+                "rabc",
+                "--chunk-size",
+                "3",
+            ]
+        )
+        == 0
+    )
+    r = pq.read_table(tmp_path / "r.parquet")
+    want, delta, _ = rabc_weights(
+        *(r[k].to_numpy() for k in ("index", "episode_index", "progress_sparse")), chunk_size=3
+    )
+    np.testing.assert_allclose(r["weight"].to_numpy(), want, atol=1e-7)
+    np.testing.assert_allclose(r["delta"].to_numpy(), delta, atol=1e-6)
+    assert json.loads(r.schema.metadata[b"topreward"])["weights"]["scheme"] == "rabc"
 
     ranked = rank_episodes(ann)
     scores = [r["success_score"] for r in ranked]

@@ -153,6 +153,10 @@ CLI_CASES = {
         ["weights", "{ann}", "--out", "{tmp}/w.parquet", "--max-weight", "nan"],
         "max_weight",
     ),
+    "--chunk-size 0": (
+        ["weights", "{ann}", "--out", "{tmp}/w.parquet", "--scheme", "rabc", "--chunk-size", "0"],
+        "chunk_size must be",
+    ),
     "--top -1": (["rank", "{ann}", "--top", "-1"], "--top -1"),
     "--min-score nan": (["rank", "{ann}", "--min-score", "nan"], "--min-score nan"),
     "--max-instructions 0": (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,6 +11,8 @@ import pytest
 import torch
 
 from topreward.weights import FrameWeights, awr_weights
+
+from .lerobot_venv import LEROBOT_PYTHON, needs_lerobot
 
 
 def write_annotation(path, lengths=(4, 5, 3), skipped=(1,)):
@@ -122,3 +126,105 @@ def test_tiny_model_trains_with_sampler_and_weighted_loss():
     unweighted = train(None, False)  # the conflicting targets cancel out: nothing is learned
     assert np.abs(unweighted).max() < 0.5
     assert set(fw.episode_sampler(num_samples=100, generator=g)) <= set(range(n // 16))
+
+
+def rabc_reference(index, episode_index, progress, chunk_size, kappa, eps=1e-6, fallback=1.0):
+    """RA-BC per frame, one frame at a time from the formula (SARM Eq.8-9 as LeRobot's RABCWeights reads it)."""
+    value = {int(i): float(p) for i, p in zip(index, progress) if np.isfinite(p)}
+    ends = {}
+    for i, e in zip(index, episode_index):
+        ends[int(e)] = max(ends.get(int(e), -1), int(i) + 1)
+    deltas = []
+    for i, e in zip(index, episode_index):
+        i, future = int(i), min(int(i) + chunk_size, ends[int(e)] - 1)
+        deltas.append(value[future] - value[i] if i in value and future in value else float("nan"))
+    known = [d for d in deltas if d == d]
+    mean, std = max(float(np.mean(known)), 0.0), max(float(np.std(known)), eps)
+    weights = []
+    for d in deltas:
+        if d != d:
+            weights.append(fallback)
+        elif d > kappa:
+            weights.append(1.0)
+        elif d >= 0:
+            weights.append(min(1.0, max(0.0, (d - (mean - 2 * std)) / (4 * std + eps))))
+        else:
+            weights.append(0.0)
+    return np.array(weights), np.array(deltas)
+
+
+def progress_rows(seed: int = 0):
+    """Three episodes (30, 7 and 25 frames, global indices from 100): noisy rising progress, a few frames
+    without a value, one episode without any."""
+    rng = np.random.default_rng(seed)
+    lengths = (30, 7, 25)
+    episode = np.concatenate([np.full(n, e) for e, n in enumerate(lengths)])
+    index = 100 + np.arange(len(episode))
+    progress = np.concatenate([np.clip(np.linspace(0, 1, n) + rng.normal(0, 0.05, n), 0, 1) for n in lengths])
+    progress[[3, 17, 40]] = np.nan
+    progress[episode == 1] = np.nan
+    return index, episode, progress.astype(np.float32)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 50])
+def test_rabc_weights_equal_the_formula_frame_by_frame(chunk_size):
+    from topreward.weights import rabc_weights
+
+    index, episode, progress = progress_rows()
+    want_w, want_d = rabc_reference(index, episode, progress, chunk_size, kappa=0.01)
+    shuffle = np.random.default_rng(1).permutation(len(index))  # rows in any order
+    w, d, stats = rabc_weights(index[shuffle], episode[shuffle], progress[shuffle], chunk_size=chunk_size)
+    np.testing.assert_allclose(w, want_w[shuffle], atol=1e-9)
+    np.testing.assert_allclose(d, want_d[shuffle], atol=1e-9)
+    assert (w == 1.0)[episode[shuffle] == 1].all()  # no progress: LeRobot's fallback weight
+    assert stats["delta_std"] > 0 and (chunk_size == 50 or 0 < (w == 0).sum() < len(w))  # 50: deltas to the end
+    with pytest.raises(ValueError, match="chunk_size"):
+        rabc_weights(index, episode, progress, chunk_size=0)
+    with pytest.raises(ValueError, match="repeat"):
+        rabc_weights(np.r_[index, index[:1]], np.r_[episode, episode[:1]], np.r_[progress, progress[:1]])
+
+
+def write_progress_file(path, index, episode, progress):
+    pq.write_table(
+        pa.table(
+            {
+                "index": pa.array(index, pa.int64()),
+                "episode_index": pa.array(episode, pa.int64()),
+                "frame_index": pa.array(index - index[np.searchsorted(episode, episode)], pa.int64()),
+                "progress_sparse": pa.array(progress, pa.float32()),
+                "progress_dense": pa.array(progress[::-1].copy(), pa.float32()),
+            }
+        ),
+        path,
+    )
+
+
+@needs_lerobot
+@pytest.mark.parametrize(("chunk_size", "head_mode"), [(5, "sparse"), (50, "dense")])
+def test_rabc_weights_equal_real_lerobots(tmp_path, chunk_size, head_mode):
+    """The same file through LeRobot's own RABCWeights (in its venv): the same weights, up to LeRobot's
+    scaling of a batch's weights to sum to its size."""
+    import json
+    import os
+    import subprocess
+
+    from topreward.weights import rabc_weights
+
+    index, episode, progress = progress_rows(seed=2)
+    path = tmp_path / "sarm_progress.parquet"
+    write_progress_file(path, index, episode, progress)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "lerobot_ci" / "rabc_weights.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [LEROBOT_PYTHON, str(script), str(path), str(chunk_size), head_mode, "0.01"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    theirs = json.loads(run.stdout.strip().splitlines()[-1])
+    column = progress if head_mode == "sparse" else progress[::-1].copy()
+    w, _, stats = rabc_weights(index, episode, column, chunk_size=chunk_size, kappa=0.01)
+    assert theirs["index"] == index.tolist()
+    scaled = w * len(w) / (w.sum() + 1e-6)
+    np.testing.assert_allclose(theirs["weights"], scaled, atol=1e-5)
+    assert theirs["delta_mean"] == pytest.approx(stats["delta_mean"], abs=1e-7)
+    assert theirs["delta_std"] == pytest.approx(stats["delta_std"], abs=1e-7)

@@ -1,5 +1,5 @@
 """Kept import path of `topreward.annotate.weights` (README: `from topreward.weights import FrameWeights`)."""
 
-from topreward.annotate.weights import FrameWeights, awr_weights, rank_episodes, write_weights
+from topreward.annotate.weights import FrameWeights, awr_weights, rabc_weights, rank_episodes, write_weights
 
-__all__ = ["FrameWeights", "awr_weights", "rank_episodes", "write_weights"]
+__all__ = ["FrameWeights", "awr_weights", "rabc_weights", "rank_episodes", "write_weights"]

@@ -1,4 +1,5 @@
-"""Training weights from an annotation file: advantage-weighted BC (TOPReward §5.3, Eq.5) and episode ranking.
+"""Training weights from an annotation file: advantage-weighted BC (TOPReward §5.3, Eq.5), LeRobot's RA-BC
+weights, and episode ranking.
 
 Eq.5 lost its symbols in our copy of the paper; its text: values come from TOPReward, "advantages by
 subtracting the dataset mean", and a maximum weight so a few actions do not dominate. Our reading:
@@ -10,6 +11,16 @@ subtracting the dataset mean", and a maximum weight so a few actions do not domi
 exp(±1) whatever the reward scale; w_max defaults to 2 (the δ_max the one public AWR implementation of
 TOPReward uses). Frames without a value (NaN reward: skipped episodes) get weight NaN, which LeRobot's
 RA-BC also reads as "no value".
+
+RA-BC (`rabc_weights`) is LeRobot's `RABCWeights` (SARM, arXiv 2509.25358, Eq.8-9) computed for every frame
+at once, so that a training loop other than `lerobot-train` (or a benchmark) can use the weights LeRobot would:
+
+    δ_t = p[min(t + chunk_size, last frame of the episode)] − p[t]        p = progress_sparse or progress_dense
+    μ = max(mean δ, 0), σ = max(std δ, ε)                                  over every frame with a δ
+    w_t = 1 if δ_t > κ;  clip((δ_t − (μ − 2σ)) / (4σ + ε), 0, 1) if 0 ≤ δ_t ≤ κ;  0 if δ_t < 0
+    w_t = fallback_weight (1) where δ_t has no value (no progress at t or at its future frame)
+
+LeRobot then scales each batch's weights to sum to the batch size; a loss weighted as Σ w·l / Σ w is the same.
 
 For your own training loop, `FrameWeights` looks weights up by global frame index (a batch's `index`) and
 builds PyTorch `WeightedRandomSampler`s over frames or episodes.
@@ -55,31 +66,110 @@ def awr_weights(
     return w, adv, beta
 
 
+def rabc_weights(
+    index: np.ndarray,
+    episode_index: np.ndarray,
+    progress: np.ndarray,
+    *,
+    chunk_size: int = 50,
+    kappa: float = 0.01,
+    epsilon: float = 1e-6,
+    fallback_weight: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """(weights, deltas, stats) of LeRobot's RA-BC for every row (module docstring); rows are frames with
+    their global `index` (unique), `episode_index` and progress (NaN: none). A delta is NaN where there is no
+    progress at the frame or at its future frame (a frame missing from the rows counts as no progress)."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a whole number of frames >= 1, got {chunk_size!r}")
+    for name, value in (("kappa", kappa), ("epsilon", epsilon), ("fallback_weight", fallback_weight)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    index = np.asarray(index, np.int64)
+    episode = np.asarray(episode_index, np.int64)
+    p = np.asarray(progress, np.float64)
+    if not (index.shape == episode.shape == p.shape and index.ndim == 1):
+        raise ValueError(
+            f"index, episode_index and progress must be 1-D of one length, got {index.shape}, "
+            f"{episode.shape}, {p.shape}"
+        )
+    order = np.argsort(index, kind="stable")
+    if len(index) and (np.diff(index[order]) == 0).any():
+        raise ValueError("global frame indices repeat; one row per frame")
+    episodes, inverse = np.unique(episode, return_inverse=True)
+    end = np.full(len(episodes), np.iinfo(np.int64).min)
+    np.maximum.at(end, inverse, index)
+    future = np.minimum(index + chunk_size, end[inverse])  # near the end: the episode's last frame
+    sorted_index = index[order]
+    at = np.clip(np.searchsorted(sorted_index, future), 0, max(len(index) - 1, 0))
+    found = sorted_index[at] == future if len(index) else np.zeros(0, bool)
+    p_future = np.where(found, p[order][at], np.nan)
+    delta = p_future - p  # NaN where either has no progress
+    valid = np.isfinite(delta)
+    mean = max(float(delta[valid].mean()), 0.0) if valid.any() else 0.0
+    std = max(float(delta[valid].std()), epsilon) if valid.any() else epsilon
+    soft = np.clip((delta - (mean - 2 * std)) / (4 * std + epsilon), 0.0, 1.0)
+    weights = np.where(delta > kappa, 1.0, np.where((delta >= 0) & (delta <= kappa), soft, 0.0))
+    weights[~valid] = fallback_weight
+    return weights, delta, {"delta_mean": mean, "delta_std": std}
+
+
 def write_weights(
-    annotations: str | Path, out: str | Path, beta: float | str = "auto", max_weight: float = 2.0
+    annotations: str | Path,
+    out: str | Path,
+    beta: float | str = "auto",
+    max_weight: float = 2.0,
+    *,
+    scheme: str = "awr",
+    chunk_size: int = 50,
+    kappa: float = 0.01,
+    head_mode: str = "sparse",
 ) -> Path:
-    """Read an annotation parquet, write `out` with `weight` and `advantage` beside the RA-BC columns."""
+    """Read an annotation parquet, write `out` with a `weight` column beside the RA-BC columns: scheme "awr"
+    (Eq.5, with `advantage`) or "rabc" (LeRobot's RA-BC on `progress_<head_mode>`, with `delta`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if scheme not in ("awr", "rabc"):
+        raise ValueError(f"scheme {scheme!r}: choose 'awr' (TOPReward Eq.5) or 'rabc' (LeRobot's RA-BC)")
+    if head_mode not in ("sparse", "dense"):
+        raise ValueError(
+            f"head_mode {head_mode!r}: choose 'sparse' or 'dense' (the progress column RA-BC reads)"
+        )
     keep = ["index", "episode_index", "frame_index", "progress_sparse", "progress_dense", "dense_reward"]
     if Path(out).resolve() == Path(annotations).resolve():
         raise ValueError(f"--out {out} is the annotation file it reads; write the weights to another file")
     refuse_replacing_inputs(out)
     table, meta = read_annotations(annotations, columns=tuple(keep))
-    w, adv, used_beta = awr_weights(table["dense_reward"].to_numpy(zero_copy_only=False), beta, max_weight)
     cols = {k: table[k] for k in keep}
-    cols["advantage"] = pa.array(adv.astype(np.float32))
-    cols["weight"] = pa.array(w.astype(np.float32))
-    info = {
-        **meta,
-        "weights": {
+    if scheme == "awr":
+        w, adv, used_beta = awr_weights(
+            table["dense_reward"].to_numpy(zero_copy_only=False), beta, max_weight
+        )
+        cols["advantage"] = pa.array(adv.astype(np.float32))
+        rule = {
             "formula": "min(exp((r - mean r) / beta), max_weight)",
             "beta": used_beta,
             "max_weight": max_weight,
-            "annotations": str(annotations),
-        },
-    }
+        }
+    else:
+        w, delta, stats = rabc_weights(
+            *(
+                table[k].to_numpy(zero_copy_only=False)
+                for k in ("index", "episode_index", f"progress_{head_mode}")
+            ),
+            chunk_size=chunk_size,
+            kappa=kappa,
+        )
+        cols["delta"] = pa.array(delta.astype(np.float32))
+        rule = {
+            "formula": "LeRobot RA-BC (RABCWeights): 1 if delta > kappa, soft in [0, kappa], 0 below; 1 without delta",
+            "chunk_size": chunk_size,
+            "kappa": kappa,
+            "head_mode": head_mode,
+            **stats,
+        }
+    cols["weight"] = pa.array(w.astype(np.float32))
+    info = {**meta, "weights": {"scheme": scheme, **rule, "annotations": str(annotations)}}
     out_t = pa.table(cols).replace_schema_metadata(
         {"reward_model_path": str(meta.get("model_id", "")), "topreward": json.dumps(info, sort_keys=True)}
     )

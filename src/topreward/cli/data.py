@@ -147,13 +147,38 @@ def run_annotate(args: argparse.Namespace) -> int:
 
 
 def add_weights(command: AddCommand, method: str) -> None:
-    p = command("weights", help="advantage-weighted BC weights from an annotation parquet (Eq.5)")
+    p = command(
+        "weights",
+        help="per-frame training weights from an annotation parquet: advantage-weighted BC (Eq.5) or LeRobot's "
+        "RA-BC",
+    )
     p.add_argument("annotations", help="parquet written by `topreward annotate`")
     p.add_argument("--out", required=True, help="output parquet")
     p.add_argument(
-        "--beta", default="auto", help="temperature beta, or auto = std of the advantages (default)"
+        "--scheme",
+        choices=("awr", "rabc"),
+        default="awr",
+        help="awr: min(exp(advantage / beta), max weight) of the dense rewards (TOPReward Eq.5); rabc: the "
+        "weights LeRobot's RA-BC gives each frame, from progress deltas over --chunk-size (default: awr)",
     )
-    p.add_argument("--max-weight", type=float, default=2.0, help="cap of the weights (default: 2)")
+    p.add_argument(
+        "--beta",
+        default="auto",
+        help="awr: temperature beta, or auto = std of the advantages (default: auto)",
+    )
+    p.add_argument("--max-weight", type=float, default=2.0, help="awr: cap of the weights (default: 2)")
+    p.add_argument(
+        "--chunk-size", type=int, default=50, help="rabc: frames ahead of the progress delta (default: 50)"
+    )
+    p.add_argument(
+        "--kappa", type=float, default=0.01, help="rabc: delta above which a frame weighs 1 (default: 0.01)"
+    )
+    p.add_argument(
+        "--head-mode",
+        choices=("sparse", "dense"),
+        default="sparse",
+        help="rabc: the progress column (default: sparse)",
+    )
     p.set_defaults(func=run_weights)
 
 
@@ -161,7 +186,17 @@ def run_weights(args: argparse.Namespace) -> int:
     from topreward.annotate.weights import write_weights
 
     # `--beta` as typed: write_weights parses it and names it when it is neither 'auto' nor a number > 0
-    print(f"wrote {write_weights(args.annotations, args.out, beta=args.beta, max_weight=args.max_weight)}")
+    out = write_weights(
+        args.annotations,
+        args.out,
+        beta=args.beta,
+        max_weight=args.max_weight,
+        scheme=args.scheme,
+        chunk_size=args.chunk_size,
+        kappa=args.kappa,
+        head_mode=args.head_mode,
+    )
+    print(f"wrote {out}")
     return 0
 
 
