@@ -380,3 +380,25 @@ def test_sim_lerobot_format(tmp_path, capsys):
     assert main(command) == 0 and work_video.stat().st_mtime_ns == mtime  # resumed: nothing rendered again
     if LEROBOT_PYTHON:
         assert "LeRobotDataset: 3 episodes, 36 frames" in check_with_lerobot(root)
+
+    # the ground truth as an annotation file (no model): what `weights` and `rank` take as an oracle
+    gt = tmp_path / "gt.parquet"
+    capsys.readouterr()
+    assert main(["annotate", str(root), "--from-column", "progress", "--out", str(gt), "--quiet"]) == 0
+    table = pq.read_table(gt).to_pydict()
+    truth = np.array([r["progress"] for r in data], np.float32)
+    np.testing.assert_array_equal(table["progress_sparse"], truth)
+    np.testing.assert_allclose(
+        table["dense_reward"], np.r_[0, np.diff(truth)] * (np.arange(36) % 12 > 0), atol=1e-6
+    )
+    np.testing.assert_allclose(table["success_score"][::12], truth.reshape(3, 12)[:, -3:].mean(1), atol=1e-6)
+    assert "3 episodes from the column 'progress'" in capsys.readouterr().out
+    assert main(["rank", str(gt), "--top", "1", "--print-episodes"]) == 0
+    assert capsys.readouterr().out.strip() == "[0]"  # the expert got furthest
+    assert main(["annotate", str(root), "--from-column", "reward", "--out", str(tmp_path / "r.parquet")]) != 0
+    assert "no per-frame column 'reward'" in capsys.readouterr().err
+    assert (
+        main(["annotate", str(root), "--from-column", "next.reward", "--out", str(tmp_path / "r.parquet")])
+        != 0
+    )
+    assert "not progress in [0, 1]" in capsys.readouterr().err

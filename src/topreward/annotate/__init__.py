@@ -3,7 +3,9 @@ weights and episode rankings.
 
   * `job`: `annotate(source, scorer, out)`, resumable, on this process or a Ray cluster (`ray`);
   * `progress_file`: the parquet's columns (LeRobot RA-BC's and ours), its reader, LeRobot's default path;
-  * `weights`: advantage-weighted BC weights (Eq.5), episode ranking, `FrameWeights` for your own loop.
+  * `from_column`: the same file from a dataset's own progress column (simulator ground truth: an oracle);
+  * `weights`: advantage-weighted BC weights (Eq.5), LeRobot's RA-BC weights, episode ranking,
+    `FrameWeights` for your own loop.
 It imports the methods' registry and everything below it; nothing here is imported by a lower layer.
 """
 

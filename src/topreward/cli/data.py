@@ -65,6 +65,13 @@ def add_annotate(command: AddCommand, method: str) -> None:
         default=None,
         help="LeRobot datasets: also write this HTML page, each episode's video beside its curve",
     )
+    p.add_argument(
+        "--from-column",
+        default=None,
+        metavar="COLUMN",
+        help="no model: the file from the dataset's own per-frame progress column, e.g. the simulator's "
+        "ground truth `progress` (an oracle for `weights` and `rank`)",
+    )
     add_quiet(p, "no progress bar")
     add_calibration(p)
     add_method_flags(p, method)
@@ -86,6 +93,8 @@ def run_annotate(args: argparse.Namespace) -> int:
         from topreward.annotate.progress_file import lerobot_progress_path
 
         args.out = str(lerobot_progress_path(args.source))
+    if args.from_column:
+        return run_from_column(args)
     calibration = calibration_arg(args)
     spec = ScorerSpec(args.method, method_options(args))
     if not args.resume:  # an output in the way: refused before a dataset is opened (or downloaded)
@@ -143,6 +152,38 @@ def run_annotate(args: argparse.Namespace) -> int:
 
         page = write_view(*from_annotations([summary.out], args.source), args.view, title=str(args.source))
         print(f"wrote {page}")
+    return 0
+
+
+def run_from_column(args: argparse.Namespace) -> int:
+    """`annotate --from-column`: the annotation file of a dataset column; no model is loaded."""
+    from topreward.annotate.from_column import annotate_from_column
+    from topreward.annotate.progress_file import lerobot_version, rabc_advice
+    from topreward.datasets import open_source
+    from topreward.provenance import describe_source
+
+    given = [f for f, on in (("--engine ray", args.engine == "ray"), ("--resume", args.resume)) if on]
+    given += ["--calibration"] if getattr(args, "calibration", None) else []
+    if given:
+        raise ValueError(f"--from-column loads no model: drop {', '.join(given)}")
+    check_out_file(args.out, "--out")
+    source = open_source(args.source, **open_source_args(args))
+    info = describe_source(source, args.source, episodes=args.episodes)
+    summary = annotate_from_column(
+        source, args.from_column, args.out, source_info=info, overwrite=args.overwrite
+    )
+    print(
+        f"wrote {summary.out}: {summary.scored} episodes from the column {args.from_column!r}, {summary.skipped} skipped"
+    )
+    if not args.quiet:
+        root = args.source if Path(args.source).expanduser().is_dir() else None
+        print(rabc_advice(summary.out, root, lerobot_version()))
+    if args.view:
+        from topreward.view import from_annotations, write_view
+
+        print(
+            f"wrote {write_view(*from_annotations([summary.out], args.source), args.view, title=str(args.source))}"
+        )
     return 0
 
 
