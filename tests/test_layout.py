@@ -1,6 +1,6 @@
 """The house's layout holds: every module imports only from its own layer or the layers below it, and no
 import circle ties modules together (imports inside `if TYPE_CHECKING:` are type-only and do not count).
-Read from the source with `ast`, nothing is imported; README "Layout" draws the same picture."""
+Read from the source with `ast`, nothing is imported; docs/tests.md ("Layout") draws the same picture."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def _room(module: str) -> str:
 
 def test_every_module_has_a_layer():
     rooms = {_room(m) for m in MODULES}
-    assert rooms - set(LEVEL) == set(), "add these rooms to LAYERS (and to the README's Layout section)"
+    assert rooms - set(LEVEL) == set(), "add these rooms to LAYERS (and to docs/tests.md, Layout)"
     assert set(LEVEL) - rooms == set(), "LAYERS names rooms that no longer exist"
 
 
