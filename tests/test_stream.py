@@ -146,3 +146,66 @@ def test_lrm_heads_stream_the_newest_frame(qwen3_backend):
     np.testing.assert_allclose(
         [t.value for t in together], [one.score().value for one in sessions], atol=1e-4
     )
+
+
+def test_push_many_grows_every_session_in_one_round(backend):
+    """A round of 8 sessions pushing and querying (the server's, a vector env's): one vision-encoder call and
+    two language-model forwards (the caches grow in one, the queries are answered in one), whatever the number
+    of sessions, on the families whose caches stand side by side; the same values as pushing one by one."""
+    from topreward.stream import push_many
+
+    scorer = topreward.load_scorer("topreward", backend=backend)
+    texts = ["open the drawer", "fold the towel", "stack the blocks", "press the button"] * 2
+
+    def start() -> list:
+        sessions = [scorer.stream(t, source_fps=10, every=2 if i == 5 else 1) for i, t in enumerate(texts)]
+        for i, s in enumerate(sessions):  # odd and even lengths: some last groups are padded
+            s.push(colour_frames(8 + i)[i : i + 1 + i % 4])
+        return sessions
+
+    batched, alone = start(), start()
+    visual, lm = backend.model.model.visual, backend.model.model.language_model
+    calls = {"vision": 0, "language": 0}
+    hooks = [
+        visual.register_forward_hook(lambda *a: calls.__setitem__("vision", calls["vision"] + 1)),
+        lm.register_forward_hook(lambda *a: calls.__setitem__("language", calls["language"] + 1)),
+    ]
+    packed = backend.family.fast_path == "packed"
+    try:
+        for step in range(2):
+            new = [colour_frames(12)[step * 3 : step * 3 + 1 + (i + step) % 3] for i in range(len(texts))]
+            calls.update(vision=0, language=0)
+            kept = push_many(batched, new)
+            together = score_many(batched)
+            if packed:
+                assert calls == {"vision": 1, "language": 2}, calls
+            calls.update(vision=0, language=0)
+            one_by_one = [s.push(f) for s, f in zip(alone, new)]
+            singles = [s.score() for s in alone]
+            # one by one: a forward per query, and per push that keeps a frame
+            assert calls["language"] >= len(texts) + 7 or not packed
+            assert kept == one_by_one
+            for a, b in zip(together, singles):
+                assert (a.num_frames, a.end_frame) == (b.num_frames, b.end_frame)
+                np.testing.assert_allclose(a.value, b.value, atol=1e-4, rtol=0)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len({round(s.value, 3) for s in together}) > 1  # the comparison can fail
+
+
+def test_push_many_fails_one_push_alone(qwen3_backend):
+    from topreward.stream import push_many
+
+    scorer = topreward.load_scorer("topreward", backend=qwen3_backend)
+    sessions = [scorer.stream("open the drawer", source_fps=10) for _ in range(3)]
+    for s in sessions:
+        s.push(RAW[:2])
+    bad = colour_frames(1, 32, 32)  # another resolution than the session's frames
+    got = push_many(sessions, [RAW[2:4], bad, RAW[2:3]])
+    assert got[0] == 2 and got[2] == 1 and isinstance(got[1], ValueError) and "resolution" in str(got[1])
+    assert [s.video.num_frames for s in sessions] == [4, 2, 3]  # the failed push changed nothing
+    twice = push_many([sessions[0], sessions[0]], [RAW[4:5], RAW[5:7]])  # one session twice: in order
+    assert twice == [1, 2] and sessions[0].video.source_indices.tolist() == list(range(7))
+    with pytest.raises(ValueError, match="one per session"):
+        push_many(sessions, [RAW[:1]])

@@ -162,9 +162,10 @@ def encode_frame_pairs(
     `groups_per_clip` groups; a padded pair (s, s) as a one-frame clip, which the processor pads exactly as
     it pads a prefix's last frame.
     """
-    if not pairs:
-        return FeatureBank()
-    tp = backend.temporal_patch
+    return encode_frame_pairs_many(backend, [(video, pairs)], groups_per_clip)[0]
+
+
+def _runs(pairs: set[FramePair], tp: int, groups_per_clip: int) -> list[list[FramePair]]:
     runs: list[list[FramePair]] = []
     for pair in sorted(pairs):
         full_pair = pair[1] - pair[0] == tp - 1
@@ -179,25 +180,44 @@ def encode_frame_pairs(
             runs[-1].append(pair)
         else:
             runs.append([pair])
-    clips = [video.frames[run[0][0] : run[-1][1] + 1] for run in runs]
+    return runs
+
+
+def encode_frame_pairs_many(
+    backend: HFBackend, wanted: list[tuple[ModelVideo, set[FramePair]]], groups_per_clip: int = 16
+) -> list[FeatureBank]:
+    """`encode_frame_pairs` for several videos in one processor call and one vision-encoder call (the
+    encoder attends within a temporal group only, so batching clips changes no feature); a bank per video."""
+    tp = backend.temporal_patch
+    runs = [_runs(pairs, tp, groups_per_clip) for _, pairs in wanted]
+    clips = [video.frames[run[0][0] : run[-1][1] + 1] for (video, _), rs in zip(wanted, runs) for run in rs]
+    if not clips:
+        return [FeatureBank() for _ in wanted]
     inputs = backend.processor.video_processor(
         videos=clips, return_tensors="pt", **backend.processor_kwargs()
     )
     pixels = inputs["pixel_values_videos"].to(backend.device, backend.dtype)
     grid = inputs["video_grid_thw"].to(backend.device)
-    per_clip = backend.family.encode(backend.model, pixels, grid)
-    start: dict[FramePair, int] = {}
-    embeds, deep, row = [], [], 0
-    for run, groups in zip(runs, per_clip):
-        if len(run) != len(groups):
-            raise RuntimeError(f"the encoder returned {len(groups)} groups for frame pairs {run}")
-        for pair, feat in zip(run, groups):
-            start[pair] = row
-            row += feat.embeds.shape[0]
-            embeds.append(feat.embeds)
-            deep.append(feat.deepstack)
-    deepstack = [torch.cat([d[i] for d in deep]) for i in range(len(deep[0]))] if deep and deep[0] else []
-    return FeatureBank(torch.cat(embeds), deepstack, start)
+    per_clip = iter(backend.family.encode(backend.model, pixels, grid))
+    banks = []
+    for rs in runs:
+        start: dict[FramePair, int] = {}
+        embeds, deep, row = [], [], 0
+        for run in rs:
+            groups = next(per_clip)
+            if len(run) != len(groups):
+                raise RuntimeError(f"the encoder returned {len(groups)} groups for frame pairs {run}")
+            for pair, feat in zip(run, groups):
+                start[pair] = row
+                row += feat.embeds.shape[0]
+                embeds.append(feat.embeds)
+                deep.append(feat.deepstack)
+        if not embeds:
+            banks.append(FeatureBank())
+            continue
+        deepstack = [torch.cat([d[i] for d in deep]) for i in range(len(deep[0]))] if deep[0] else []
+        banks.append(FeatureBank(torch.cat(embeds), deepstack, start))
+    return banks
 
 
 @dataclass
@@ -365,10 +385,7 @@ class VideoCache:
 
         full = self.layout(self.video.num_frames)
         self._encode_missing([full])
-        target = int(full.video_positions[-1]) + 1
-        keep = 0
-        if self._kv_layout is not None:
-            keep = min(shared_length(self._kv_layout, full), self._kv_len, target)
+        keep, target = self._kept(full)
         cache = DynamicCache(config=self.backend.model.config)
         if keep:
             cache = DynamicCache(ddp_cache_data=[(k[:, :, :keep], v[:, :, :keep]) for k, v in self._kv])
@@ -381,6 +398,13 @@ class VideoCache:
             self.lm_tokens += target - keep
         self._kv = [(layer.keys, layer.values) for layer in cache.layers]
         self._kv_layout, self._kv_len = full, target
+
+    def _kept(self, full: Layout) -> tuple[int, int]:
+        """(tokens of the KV cache that stay valid for the video laid out as `full`, tokens it must hold)."""
+        target = int(full.video_positions[-1]) + 1
+        if self._kv_layout is None:
+            return 0, target
+        return min(shared_length(self._kv_layout, full), self._kv_len, target), target
 
     def extend(self, frames: np.ndarray, source_indices: np.ndarray | list[int]) -> None:
         """Append frames (same size as the video's, source indices after its last one) and extend the cache.
@@ -459,6 +483,107 @@ class VideoCache:
                 )
             )
         return items
+
+
+def extend_caches(jobs: list[tuple[VideoCache, np.ndarray, np.ndarray | list[int]]]) -> dict[str, int]:
+    """`cache.extend(frames, source_indices)` for several caches of one backend at once; returns the forwards
+    run (`vision`, `language`).
+
+    Every cache's new frame pairs go through the vision encoder in one call; every KV cache grows in one
+    packed language-model forward: the caches' kept parts stand side by side as the past, the new pieces
+    follow, and the mask of `score_on_caches` lets each piece see only its own cache's part and itself. Keys
+    carry their own sequence's rotary positions, so each cache ends as `extend` alone leaves it (tests hold
+    the answers to 1e-4). A cache that cannot stand beside others (`side_by_side` False: recurrent models,
+    the reference path, served models) is extended on its own. Nothing changes if the forward fails.
+    """
+    from transformers import DynamicCache
+
+    jobs = [(c, f, i) for c, f, i in jobs if len(f)]
+    counts = {"vision": 0, "language": 0}
+    packed = [j for j in jobs if type(j[0]) is VideoCache]
+    for cache, frames, indices in jobs:
+        if type(cache) is not VideoCache:
+            cache.extend(frames, indices)
+    if not packed:
+        return counts
+    backend = packed[0][0].backend
+    if any(c.backend is not backend for c, _, _ in packed):
+        raise ValueError("extend_caches needs caches of one backend (one model)")
+    plans = []
+    for cache, frames, indices in packed:
+        video = appended(cache.video, frames, indices)
+        full = build_layout(backend, video, video.num_frames, cache.before)
+        plans.append((cache, video, full, set(full.group_pairs) - set(cache.bank.start)))
+    encoded = encode_frame_pairs_many(backend, [(video, missing) for _, video, _, missing in plans])
+    counts["vision"] = int(any(missing for *_, missing in plans))
+    banks, pieces, visible, past, keeps = [], [], [], [], []
+    row_offset = kv_offset = 0
+    for (cache, _, full, _), new in zip(plans, encoded):
+        bank = FeatureBank(cache.bank.embeds, list(cache.bank.deepstack), dict(cache.bank.start))
+        bank.add(new)
+        keep, target = cache._kept(full)
+        piece = Piece.of_layout(full, keep, target, bank)
+        pieces.append(Piece(piece.ids, piece.positions, piece.rows + row_offset))
+        visible.append((kv_offset, kv_offset + keep))
+        past.append([(k[:, :, :keep], v[:, :, :keep]) for k, v in cache.kv] if keep else None)
+        banks.append(bank)
+        keeps.append(keep)
+        row_offset += bank.embeds.shape[0]
+        kv_offset += keep
+    lengths = [len(p.ids) for p in pieces]
+    layers = None
+    if sum(lengths):
+        bank = FeatureBank(
+            torch.cat([b.embeds for b in banks]),
+            [torch.cat(layer) for layer in zip(*(b.deepstack for b in banks))],
+        )
+        parts = [p for p in past if p is not None]
+        if parts:
+            cache = DynamicCache(
+                ddp_cache_data=[
+                    (torch.cat([p[i][0] for p in parts], dim=2), torch.cat([p[i][1] for p in parts], dim=2))
+                    for i in range(len(parts[0]))
+                ]
+            )
+        else:
+            cache = DynamicCache(config=backend.model.config)
+        embeds, pos, kwargs = _embed(backend, [p for p in pieces if len(p.ids)], bank)
+        mask = suffix_mask(
+            [v for v, n in zip(visible, lengths) if n],
+            [n for n in lengths if n],
+            kv_offset,
+            embeds.dtype,
+            backend.device,
+        )
+        lm = backend.model.model.language_model
+        lm(
+            inputs_embeds=embeds,
+            position_ids=pos,
+            attention_mask=mask,
+            use_cache=True,
+            **cache_arg(lm, cache),
+            **kwargs,
+        )
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        counts["language"] = 1
+    start = kv_offset
+    for (cache, video, full, _), bank, keep, kept, n in zip(plans, banks, keeps, past, lengths):
+        kv = kept
+        if n:
+            new = [(k[:, :, start : start + n], v[:, :, start : start + n]) for k, v in layers]
+            kv = (
+                new
+                if kept is None
+                else [
+                    (torch.cat([a, c], dim=2), torch.cat([b, d], dim=2)) for (a, b), (c, d) in zip(kept, new)
+                ]
+            )
+        start += n
+        cache.video, cache.bank = video, bank
+        cache._layouts = {video.num_frames: full}
+        cache._kv, cache._kv_layout, cache._kv_len = kv or [], full, keep + n
+        cache.lm_tokens += n
+    return counts
 
 
 def score_on_caches(jobs: list[tuple[VideoCache, list[Request]]], batch_size: int = 8) -> list[list[Answer]]:

@@ -120,6 +120,10 @@ class TopRewardWrapper(_wrapper_base()):
     def advance(self, frame: np.ndarray, ended: bool) -> bool:
         """Push the frame of a step; whether the VLM is due (every `interval` steps and at the end)."""
         self.session.push(frame)
+        return self.stepped(ended)
+
+    def stepped(self, ended: bool) -> bool:
+        """Count a step whose frame is pushed; whether the VLM is due (every `interval` steps, at the end)."""
         self._steps += 1
         return self._steps % self.interval == 0 or bool(ended)
 
@@ -183,7 +187,9 @@ def _vector_wrapper_base():
 class TopRewardVectorWrapper(_vector_wrapper_base()):
     """`TopRewardWrapper` for a gymnasium vector env: one session per sub-env, queried together.
 
-    Sub-envs due for a query at a step are scored in shared packed forwards (`topreward.stream.score_many`).
+    A step's new frames go into every sub-env's session in one round (`topreward.stream.push_many`: one
+    vision call, one packed forward), and the sub-envs due for a query are scored in shared packed forwards
+    (`topreward.stream.score_many`).
     Needs the vector env's default next-step autoreset: the step after a sub-env's episode ends resets it,
     so that step starts a new session for it (and pays a VLM reward of 0). `instructions` is one task text
     for every sub-env or one per sub-env; the keyword options are `TopRewardWrapper`'s.
@@ -224,17 +230,22 @@ class TopRewardVectorWrapper(_vector_wrapper_base()):
         return obs, info
 
     def step(self, actions):
-        from topreward.stream import score_many
+        from topreward.stream import push_many, score_many
 
         obs, env_rewards, terminated, truncated, info = self.env.step(actions)
         frames = self._frames(obs)
         vlm = np.zeros(self.num_envs)
+        going = [i for i in range(self.num_envs) if not self._restart[i]]
+        # one round: every sub-env's new frame in one vision call and one forward (`push_many`)
+        for pushed in push_many([self.parts[i].session for i in going], [frames[i] for i in going]):
+            if isinstance(pushed, Exception):
+                raise pushed
         due, fresh = [], []
         for i, part in enumerate(self.parts):
             if self._restart[i]:  # this step reset sub-env i: a new episode, a new session
                 part.begin(frames[i])
                 fresh.append(i)
-            elif part.advance(frames[i], terminated[i] or truncated[i]):
+            elif part.stepped(terminated[i] or truncated[i]):
                 due.append(i)
             else:
                 vlm[i] = part.held(env_rewards[i])
