@@ -6,7 +6,6 @@ import http.client
 import json
 import threading
 import time
-from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -85,12 +84,10 @@ def test_queries_queued_together_share_one_forward(server):
     for s in sessions:
         s.push(colour_frames(3, 64, 96))
     before = len(service.batches)
-    futures = [Future() for _ in range(4)]
-    # a push keeps the worker busy while the three queries arrive: they are taken together
-    service.jobs.put(("push", (sessions[0], colour_frames(8, 64, 96)), futures[0]))
-    for s, f in zip(sessions, futures[1:]):
-        service.jobs.put(("score", (s,), f))
-    results = [f.result(timeout=60) for f in futures[1:]]
+    # a video keeps the worker busy while the three queries arrive: they are taken together
+    service.submit("video", colour_frames(8, 64, 96), "open the drawer", 4.0)
+    futures = [service.submit("score", s) for s in sessions]
+    results = [f.result(timeout=60) for f in futures]
     assert service.batches[before:] == [3]
     for s, r in zip(sessions, results):
         assert r.num_frames == s.video.num_frames
@@ -177,7 +174,7 @@ def test_idle_sessions_expire(tiny_model_dirs):
 
 def test_unreachable_server_is_a_clear_error():
     with pytest.raises(ConnectionError, match="cannot reach the reward server"):
-        RewardClient("http://127.0.0.1:9", timeout=2).health()
+        RewardClient("http://127.0.0.1:9", timeout=2, retries=1, backoff=0.01).health()
 
 
 def test_client_leaving_mid_request_disturbs_nobody(server):

@@ -41,6 +41,27 @@ def add_serve(command: AddCommand, method: str) -> None:
     p.add_argument("--max-sessions", type=int, default=64, help="open sessions at once (default: 64)")
     p.add_argument("--idle-s", type=float, default=600.0, help="close sessions idle this long (default: 600)")
     p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a request may wait for the model, then 503 (default: 60)",
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=256, help="jobs waiting for the model, then 429 (default: 256)"
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client may stall mid-request or idle on a connection, then cut off (default: 30)",
+    )
+    p.add_argument(
+        "--max-kept-frames",
+        type=int,
+        default=256,
+        help="frames a session keeps; past it, every second one is dropped (default: 256)",
+    )
+    p.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="local (one model) or ray (Ray Serve)"
     )
     p.add_argument("--replicas", type=int, default=1, help="ray: model replicas (default: 1)")
@@ -71,6 +92,10 @@ def run_serve(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions,
         idle_s=args.idle_s,
         token=token,
+        request_timeout=args.request_timeout,
+        max_queue=args.max_queue,
+        read_timeout=args.read_timeout,
+        max_kept_frames=args.max_kept_frames,
     )
     auth = "bearer token" if token else "none"
     if args.engine == "ray":

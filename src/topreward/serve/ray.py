@@ -4,8 +4,12 @@
 holding its own scorer (one model), and a Ray Serve ingress that answers the same endpoints as
 `topreward serve` (`topreward.serve.route`). A streaming session lives on one replica — its video cache is
 there — so the ingress names sessions `<replica>-<id>` and sends all of a session's requests to its
-replica; new sessions and one-shot video scores go round-robin. Inside a replica, concurrent queries are
-batched as in `topreward serve`.
+replica; new sessions and one-shot video scores go round-robin over the live replicas. Inside a replica,
+concurrent queries are batched as in `topreward serve`, with the same limits and deadlines.
+
+A replica that dies (its actor killed, its node lost) takes its sessions with it: their requests get 410
+"session lost, re-create it", the other replicas' sessions go on, and new sessions go to the live replicas
+(503 once none is left). A dead replica is not restarted; restart the app to get it back.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from topreward.serve.server import HTTPError, RewardService, ServeLimits, route
 
 
 def _ray():
-    return optional("ray", "ray", "the Ray Serve deployment"), optional("ray.serve", "ray", "the Ray Serve deployment")
+    return optional("ray", "ray", "the Ray Serve deployment"), optional(
+        "ray.serve", "ray", "the Ray Serve deployment"
+    )
 
 
 class Replica:
@@ -34,20 +40,60 @@ class Replica:
 
 
 class Router:
-    """`RewardService`'s methods over several replicas: sessions stick to the replica that holds them."""
+    """`RewardService`'s methods over several replicas: sessions stick to the replica that holds them.
 
-    def __init__(self, actors: list) -> None:
-        self.actors = actors
+    Args:
+        actors: the `Replica` actors.
+        timeout: seconds to wait for one replica's answer (it answers within its own `request_timeout`;
+            this catches a replica that hangs outright), then 503.
+    """
+
+    def __init__(self, actors: list, timeout: float | None = None) -> None:
+        self.actors, self.timeout = actors, timeout
+        self.lost: set[int] = set()  # replicas whose actor died
         self._next = itertools.count()
 
     def _call(self, index: int, name: str, *args) -> Any:
         ray, _ = _ray()
+        if index in self.lost:
+            raise _Lost(index)
         try:
-            return ray.get(self.actors[index].call.remote(name, *args))
+            return ray.get(self.actors[index].call.remote(name, *args), timeout=self.timeout)
         except ray.exceptions.RayTaskError as e:
             if isinstance(e.cause, HTTPError):
                 raise e.cause from None
             raise
+        except ray.exceptions.ActorDiedError as e:
+            self.lost.add(index)
+            raise _Lost(index) from e
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError) as e:
+            raise HTTPError(
+                503, f"replica {index} did not answer ({type(e).__name__}); retry later", {"Retry-After": "1"}
+            ) from e
+
+    def _on_session(self, sid: str, name: str, *args) -> Any:
+        """A call on a session's replica; 410 when that replica died (the session died with it)."""
+        index, inner = self._split(sid)
+        try:
+            return self._call(index, name, inner, *args)
+        except _Lost:
+            raise HTTPError(
+                410,
+                f"session {sid!r} was lost: its replica {index} died; re-create it (POST /sessions) "
+                "and push its frames again",
+            ) from None
+
+    def _on_any(self, name: str, *args) -> Any:
+        """A call on the next live replica (round-robin), passing over replicas found dead on the way."""
+        for _ in range(len(self.actors)):
+            index = next(self._next) % len(self.actors)
+            if index in self.lost:
+                continue
+            try:
+                return index, self._call(index, name, *args)
+            except _Lost:
+                continue
+        raise HTTPError(503, f"no live replica: all {len(self.actors)} died; restart the server")
 
     def _split(self, sid: str) -> tuple[int, str]:
         head, _, inner = sid.partition("-")
@@ -56,28 +102,49 @@ class Router:
         return int(head), inner
 
     def health(self) -> dict:
-        states = [self._call(i, "health") for i in range(len(self.actors))]
-        return {**states[0], "sessions": sum(s["sessions"] for s in states), "replicas": len(states)}
+        states = []
+        for i in range(len(self.actors)):
+            try:
+                states.append(self._call(i, "health"))
+            except _Lost:
+                continue
+        if not states:
+            raise HTTPError(503, f"no live replica: all {len(self.actors)} died; restart the server")
+        return {
+            **states[0],
+            "status": "ok" if not self.lost else "degraded",
+            "sessions": sum(s["sessions"] for s in states),
+            "queue": sum(s["queue"] for s in states),
+            "last_round_s": max(s["last_round_s"] for s in states),
+            "rounds": sum(s["rounds"] for s in states),
+            "replicas": len(self.actors),
+            "replicas_lost": sorted(self.lost),
+        }
 
     def start(self, instruction, fps, every=1) -> str:
-        index = next(self._next) % len(self.actors)
-        return f"{index}-{self._call(index, 'start', instruction, fps, every)}"
+        index, inner = self._on_any("start", instruction, fps, every)
+        return f"{index}-{inner}"
 
-    def push(self, sid: str, frames) -> dict:
-        index, inner = self._split(sid)
-        return self._call(index, "push", inner, frames)
+    def push(self, sid: str, frames, seq: int | None = None) -> dict:
+        return self._on_session(sid, "push", frames, seq)
 
     def score(self, sid: str) -> dict:
-        index, inner = self._split(sid)
-        return self._call(index, "score", inner)
+        return self._on_session(sid, "score")
 
     def stop(self, sid: str) -> dict:
-        index, inner = self._split(sid)
-        self._call(index, "stop", inner)
+        self._on_session(sid, "stop")
         return {"closed": sid}
 
     def score_video(self, frames, instruction: str, fps: float) -> dict:
-        return self._call(next(self._next) % len(self.actors), "score_video", frames, instruction, fps)
+        return self._on_any("score_video", frames, instruction, fps)[1]
+
+
+class _Lost(Exception):
+    """A replica's actor died."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
 
 
 def deploy(
@@ -109,7 +176,8 @@ def deploy(
     @serve.deployment(ray_actor_options={"num_cpus": 0})
     class RewardIngress:
         def __init__(self, actors: list, limits: ServeLimits) -> None:
-            self.router, self.limits = Router(actors), limits
+            # a replica answers within its request_timeout; the margin covers Ray's own hops
+            self.router, self.limits = Router(actors, timeout=limits.request_timeout + 10), limits
 
         async def __call__(self, request):
             import asyncio
@@ -119,10 +187,10 @@ def deploy(
             body = await request.body()
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             # route() waits on the replicas (ray.get): off the event loop, so requests overlap
-            status, payload = await asyncio.to_thread(
+            status, payload, headers = await asyncio.to_thread(
                 route, self.router, self.limits, request.method, target, request.headers, body
             )
-            return JSONResponse(payload, status_code=status)
+            return JSONResponse(payload, status_code=status, headers=headers)
 
     serve.start(http_options={"host": host, "port": port})
     serve.run(RewardIngress.bind(actors, limits), name="topreward", route_prefix="/")

@@ -1,24 +1,42 @@
 """`topreward serve`: a reward server for RL workers — streaming sessions and one-shot scoring over HTTP.
 
 Endpoints (JSON answers; frames travel as raw uint8 bytes with an `X-Shape: n,h,w,3` header, never pickle):
-  GET    /health                      {"status": "ok", "method", "model", "sessions"}
+  GET    /health                      {"status": "ok", "method", "model", "sessions", "queue", "last_round_s",
+                                      "rounds"}: open sessions, jobs waiting for the model, the last worker
+                                      round's seconds, rounds so far
   POST   /sessions                    JSON {"instruction", "fps", "every"?} -> {"session": id}
-  POST   /sessions/{id}/frames        frames -> {"kept", "frames"} (frames the session holds)
+  POST   /sessions/{id}/frames        frames -> {"kept", "frames"} (frames this push kept, frames the session
+                                      holds); with `X-Push-Seq: k` (0, 1, 2, ... per session) a repeated
+                                      push is answered {"kept": 0, "frames", "duplicate": true} and not
+                                      applied again, a skipped one gets 409
   POST   /sessions/{id}/score         -> the newest prefix's {"value", "progress", "num_frames", ...}
   DELETE /sessions/{id}               -> {"closed": id}
   POST   /score?instruction=...&fps=  frames of a whole video -> the full result JSON (as `topreward score`)
 
 Model work runs on one worker thread (one model, one device); the HTTP threads only parse, check and
-queue. The worker takes every queued job at once and scores all pending session queries of different
-sessions together (`topreward.stream.score_many`: one packed forward per `batch_size` queries), so
-concurrent clients share forwards. Limits, each answered with a 4xx and a message: request size (413),
-frame side (413), frames per session (413), open sessions (429), bad JSON, shape or dtype (400), unknown
-or expired session (404), missing or wrong bearer token (401). Idle sessions expire after `idle_s`.
-A failing request never stops the server.
+queue. The worker takes every queued job at once (a *round*): first the round's pushes, one per session
+(`_push_round`), then one-shot videos, then all session queries together (`topreward.stream.score_many`:
+one packed forward per `batch_size` queries), so concurrent clients share forwards.
+
+Limits (`ServeLimits`, each a `topreward serve` flag), each answered with a status and a message that names
+it: request size (413), frame side (413), frames per session (413), open sessions (429), bad JSON, shape,
+dtype or `X-Push-Seq` (400), unknown or expired session (404), missing or wrong bearer token (401), a push
+that skips a sequence number (409, with `X-Push-Expected`). Under load:
+  * `max_queue` jobs waiting for the model: a new model request gets 429 with `Retry-After` (seconds);
+  * `request_timeout`: a request still waiting for the model after it gets 503 with `Retry-After`; the
+    worker drops jobs whose deadline passed when their turn comes, so nobody waits longer than the
+    deadline (a job already running finishes; a push that did is deduplicated by its sequence number);
+  * `read_timeout`: a client that sends nothing for that long (a stalled body, an idle keep-alive
+    connection) is cut off (408 if it is mid-body); each connection has its own thread, so others go on;
+  * `max_kept_frames`: the frames a session keeps (past it the session thins them, `topreward.stream`
+    step 5), so a session's memory is bounded however long it runs.
+Idle sessions expire after `idle_s`. A failing request never stops the server, nor a failing round the
+worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -27,10 +45,11 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -40,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ServeLimits:
-    """What one client may ask of the server."""
+    """What one client may ask of the server, and how long anyone waits (seconds)."""
 
     max_request_bytes: int = 64 * 2**20
     max_side: int = 2048
@@ -48,24 +67,34 @@ class ServeLimits:
     max_sessions: int = 64
     idle_s: float = 600.0
     token: str | None = None
+    request_timeout: float = 60.0
+    max_queue: int = 256
+    read_timeout: float = 30.0
+    max_kept_frames: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("max_request_bytes", "max_side", "max_session_frames", "max_sessions"):
+        counts = ("max_request_bytes", "max_side", "max_session_frames", "max_sessions", "max_queue")
+        for name, least in [*((n, 1) for n in counts), ("max_kept_frames", 2)]:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        if not (isinstance(self.idle_s, (int, float)) and math.isfinite(self.idle_s) and self.idle_s > 0):
-            raise ValueError(f"idle_s must be a positive number of seconds, got {self.idle_s!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+        for name in ("idle_s", "request_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+            ):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         if self.token is not None and not self.token.strip():
             raise ValueError("token is empty; give a secret or leave it out (no authentication)")
 
 
 class HTTPError(Exception):
-    """An answer with a status code and a message for the client (picklable: it crosses Ray actors)."""
+    """An answer with a status code, a message and headers for the client (picklable: it crosses Ray
+    actors)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, message)
-        self.status, self.message = status, message
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, message, headers)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
 
     def __str__(self) -> str:
         return self.message
@@ -74,8 +103,22 @@ class HTTPError(Exception):
 @dataclass
 class _Session:
     stream: Any
-    frames: int = 0
+    frames: int = 0  # frames pushed (the `max_session_frames` count)
+    seq: int = -1  # the last applied `X-Push-Seq`
     last_used: float = field(default_factory=time.monotonic)
+
+    def held(self) -> int:
+        return self.stream.video.num_frames if self.stream.video is not None else 0
+
+
+class Job(NamedTuple):
+    """One piece of model work: `push` (args: `_Session`, frames, seq or None), `score` (a stream session)
+    or `video` (frames, instruction, fps). Its answer, or error, goes to `future`."""
+
+    kind: str
+    args: tuple
+    future: Future
+    deadline: float = math.inf  # time.monotonic() after which nobody waits for the answer
 
 
 class RewardService:
@@ -85,55 +128,171 @@ class RewardService:
         self.scorer, self.limits = scorer, limits or ServeLimits()
         self.sessions: dict[str, _Session] = {}
         self.lock = threading.Lock()
-        self.jobs: queue.Queue = queue.Queue()
+        self.jobs: queue.Queue = queue.Queue(maxsize=self.limits.max_queue)
         self.batches: list[int] = []  # how many session queries each batched forward served (for benchmarks)
+        self.rounds = 0
+        self.last_round_s = 0.0
+        self._deferred: list[Job] = []  # a session's second push of a round waits for the next round
         self._worker = threading.Thread(target=self._work, name="topreward-model", daemon=True)
         self._stop = threading.Event()
         self._worker.start()
 
     # ---- the model worker -----------------------------------------------------------------------
-    def _run(self, kind: str, *args) -> Any:
+    def submit(self, kind: str, *args, deadline: float = math.inf) -> Future:
+        """Queue a job for the worker; 429 with `Retry-After` when `max_queue` jobs already wait."""
         future: Future = Future()
-        self.jobs.put((kind, args, future))
-        return future.result()
+        try:
+            self.jobs.put_nowait(Job(kind, args, future, deadline))
+        except queue.Full:
+            raise HTTPError(
+                429,
+                f"{self.limits.max_queue} jobs are waiting for the model (the --max-queue limit); "
+                "retry after Retry-After seconds",
+                {"Retry-After": str(self._retry_after())},
+            ) from None
+        return future
+
+    def _run(self, kind: str, *args) -> Any:
+        """Submit a job and wait for it until the request's deadline (`request_timeout`), then 503."""
+        deadline = time.monotonic() + self.limits.request_timeout
+        future = self.submit(kind, *args, deadline=deadline)
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            if future.done():  # it finished just now, or the job itself raised a TimeoutError
+                return future.result()
+            future.cancel()  # not started yet: the worker skips it; started: it finishes unanswered
+            raise self._late() from None
+
+    def _late(self) -> HTTPError:
+        return HTTPError(
+            503,
+            f"the request waited {self.limits.request_timeout:g} s for the model (request_timeout; "
+            "`topreward serve --request-timeout`) and was dropped; the server is busy, retry later",
+            {"Retry-After": str(self._retry_after())},
+        )
+
+    def _retry_after(self) -> int:
+        """Whole seconds a refused client should wait: about one round (the queue drains once a round)."""
+        return max(1, math.ceil(self.last_round_s))
 
     def _work(self) -> None:
-        from topreward.stream import score_many
-
         while not self._stop.is_set():
-            try:
-                first = self.jobs.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            jobs = [first]
+            jobs, self._deferred = self._deferred, []  # already running: they go first, in their order
+            fresh: list[Job] = []
+            if not jobs:
+                try:
+                    fresh.append(Job(*self.jobs.get(timeout=0.1)))
+                except queue.Empty:
+                    continue
             while True:  # everything queued meanwhile goes into this round
                 try:
-                    jobs.append(self.jobs.get_nowait())
+                    fresh.append(Job(*self.jobs.get_nowait()))
                 except queue.Empty:
                     break
-            scores = [j for j in jobs if j[0] == "score"]
-            for kind, args, future in jobs:
-                if kind != "score":
-                    _settle(future, lambda kind=kind, args=args: self._do(kind, *args))
-            if scores:
-                sessions = [args[0] for _, args, _ in scores]
-                try:
-                    results = score_many(sessions)
-                    self.batches.append(len(sessions))
-                    for (_, _, future), result in zip(scores, results):
-                        future.set_result(result)
-                except Exception:  # one bad session must not fail the others: score them one by one
-                    for _, (session,), future in scores:
-                        _settle(future, session.score)
+            # a job whose request timed out before its turn was cancelled: nobody waits for its answer
+            jobs += [j for j in fresh if j.future.set_running_or_notify_cancel()]
+            started = time.monotonic()
+            try:
+                self._round(jobs)
+            except Exception as e:  # a bug in a round must not stop the worker: its requests get a 500
+                logger.exception("a worker round failed")
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(e)
+            self.last_round_s = time.monotonic() - started
+            self.rounds += 1
 
-    def _do(self, kind: str, *args) -> Any:
-        if kind == "push":
-            session, frames = args
-            return session.push(frames)
-        if kind == "video":
-            frames, instruction, fps = args
-            return self.scorer.score(frames, instruction, fps=fps).to_dict()
-        raise ValueError(f"unknown job {kind!r}")
+    def _round(self, jobs: list[Job]) -> None:
+        """One round: pushes, then one-shot videos, then the queries (together), each skipped when its
+        deadline passed before its turn."""
+        for j in jobs:
+            if j.kind not in ("push", "score", "video"):
+                j.future.set_exception(ValueError(f"unknown job {j.kind!r}"))
+        self._push_round(self._due([j for j in jobs if j.kind == "push"]))
+        for job in [j for j in jobs if j.kind == "video"]:
+            if self._due([job]):
+                _settle(job.future, lambda args=job.args: self._score_video(*args))
+        self._score_round(self._due([j for j in jobs if j.kind == "score"]))
+
+    def _due(self, jobs: list[Job]) -> list[Job]:
+        """The jobs still within their deadline; the others get the 503 (their requests answered it)."""
+        now = time.monotonic()
+        for j in jobs:
+            if j.deadline < now:
+                j.future.set_exception(self._late())
+        return [j for j in jobs if j.deadline >= now]
+
+    def _push_round(self, jobs: list[Job]) -> None:
+        """Every push of one round: the admitted ones (`_admit_pushes`) go to the model, each answered by
+        `_pushed` or with its own error (a failed push changes nothing, and fails no other push)."""
+        for job in self._admit_pushes(jobs):  # one forward per session for now
+            s, frames, seq = job.args
+            _settle(
+                job.future,
+                lambda s=s, frames=frames, seq=seq: self._pushed(s, frames, seq, s.stream.push(frames)),
+            )
+
+    def _admit_pushes(self, jobs: list[Job]) -> list[Job]:
+        """The pushes that go to the model this round: at most one per session (a later one waits for the
+        next round, so a session's pushes apply in order). The others are answered here: a repeated
+        sequence number as a duplicate, a skipped one with 409, one over `max_session_frames` with 413.
+        Sequence numbers are checked on the worker, at their turn, so a retried push that meets its first
+        attempt (still queued or running when the client gave up) is applied once."""
+        todo: list[Job] = []
+        seen: set[int] = set()
+        for job in jobs:
+            s, frames, seq = job.args
+            if id(s) in seen:
+                self._deferred.append(job)
+                continue
+            seen.add(id(s))
+            if seq is not None and seq <= s.seq:
+                job.future.set_result({"kept": 0, "frames": s.held(), "duplicate": True})
+            elif seq is not None and seq != s.seq + 1:
+                job.future.set_exception(
+                    HTTPError(
+                        409,
+                        f"push {seq} arrived, but the session has applied pushes up to {s.seq}: the next "
+                        f"X-Push-Seq is {s.seq + 1} (a push went missing; resend it or start a new session)",
+                        {"X-Push-Expected": str(s.seq + 1)},
+                    )
+                )
+            elif s.frames + len(frames) > self.limits.max_session_frames:
+                job.future.set_exception(
+                    HTTPError(
+                        413,
+                        f"a session takes at most {self.limits.max_session_frames} frames; start a new one",
+                    )
+                )
+            else:
+                todo.append(job)
+        return todo
+
+    def _pushed(self, s: _Session, frames: np.ndarray, seq: int | None, kept: int) -> dict:
+        """Record an applied push; its answer."""
+        s.frames += len(frames)
+        if seq is not None:
+            s.seq = seq
+        return {"kept": kept, "frames": s.held()}
+
+    def _score_video(self, frames: np.ndarray, instruction: str, fps: float) -> dict:
+        return self.scorer.score(frames, instruction, fps=fps).to_dict()
+
+    def _score_round(self, jobs: list[Job]) -> None:
+        from topreward.stream import score_many
+
+        if not jobs:
+            return
+        sessions = [j.args[0] for j in jobs]
+        try:
+            results = score_many(sessions)
+            self.batches.append(len(sessions))
+            for job, result in zip(jobs, results):
+                job.future.set_result(result)
+        except Exception:  # one bad session must not fail the others: score them one by one
+            for job, session in zip(jobs, sessions):
+                _settle(job.future, session.score)
 
     def close(self) -> None:
         self._stop.set()
@@ -167,7 +326,9 @@ class RewardService:
         if not isinstance(every, int) or isinstance(every, bool):
             raise HTTPError(400, f"every must be a whole number, got {every!r}")
         try:
-            stream = self.scorer.stream(instruction, source_fps=fps, every=every, max_frames=256)
+            stream = self.scorer.stream(
+                instruction, source_fps=fps, every=every, max_frames=self.limits.max_kept_frames
+            )
         except ValueError as e:
             raise HTTPError(400, str(e)) from e
         with self.lock:
@@ -177,18 +338,13 @@ class RewardService:
             self.sessions[sid] = _Session(stream)
         return sid
 
-    def push(self, sid: str, frames: np.ndarray) -> dict:
+    def push(self, sid: str, frames: np.ndarray, seq: int | None = None) -> dict:
+        """Append frames to a session; `seq` (the client's `X-Push-Seq`) makes a repeated push a no-op."""
         s = self._get(sid)
-        if s.frames + len(frames) > self.limits.max_session_frames:
-            raise HTTPError(
-                413, f"a session takes at most {self.limits.max_session_frames} frames; start a new one"
-            )
         try:
-            kept = self._run("push", s.stream, frames)
+            return self._run("push", s, frames, seq)
         except ValueError as e:
             raise HTTPError(400, str(e)) from e
-        s.frames += len(frames)
-        return {"kept": kept, "frames": s.stream.video.num_frames if s.stream.video is not None else 0}
 
     def score(self, sid: str) -> dict:
         s = self._get(sid)
@@ -221,6 +377,9 @@ class RewardService:
             "method": self.scorer.name,
             "model": model["id"],
             "sessions": len(self.sessions),
+            "queue": self.jobs.qsize() + len(self._deferred),
+            "last_round_s": round(self.last_round_s, 6),
+            "rounds": self.rounds,
         }
 
     def score_video(self, frames: np.ndarray, instruction: str, fps: float) -> dict:
@@ -256,9 +415,27 @@ def decode_frames(body: bytes, shape_header: str | None, limits: ServeLimits) ->
     return np.frombuffer(body, dtype=np.uint8).reshape(shape).copy()
 
 
-def route(service, limits: ServeLimits, method: str, target: str, headers, body: bytes) -> tuple[int, dict]:
-    """One request to (status, JSON payload); `service` is a `RewardService` or anything with its methods
-    (the Ray router). Shared by the standard-library server and the Ray Serve ingress."""
+def push_seq(header: str | None) -> int | None:
+    """The `X-Push-Seq` header as a whole number >= 0 (None without the header); 400 otherwise."""
+    if header is None:
+        return None
+    try:
+        seq = int(header)
+    except ValueError:
+        seq = -1
+    if seq < 0:
+        raise HTTPError(
+            400, f"X-Push-Seq must be a whole number >= 0 (0 for a session's first push), got {header!r}"
+        )
+    return seq
+
+
+def route(
+    service, limits: ServeLimits, method: str, target: str, headers, body: bytes
+) -> tuple[int, dict, dict[str, str]]:
+    """One request to (status, JSON payload, extra headers such as `Retry-After`); `service` is a
+    `RewardService` or anything with its methods (the Ray router). Shared by the standard-library server
+    and the Ray Serve ingress."""
     try:
         if limits.token is not None and headers.get("Authorization") != f"Bearer {limits.token}":
             raise HTTPError(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
@@ -269,18 +446,18 @@ def route(service, limits: ServeLimits, method: str, target: str, headers, body:
         url = urlparse(target)
         parts = [p for p in url.path.split("/") if p]
         if method == "GET" and parts == ["health"]:
-            return 200, service.health()
+            return 200, service.health(), {}
         if method == "POST" and parts == ["sessions"]:
             data = _json(body)
-            return 200, {
-                "session": service.start(data.get("instruction"), data.get("fps"), data.get("every", 1))
-            }
+            sid = service.start(data.get("instruction"), data.get("fps"), data.get("every", 1))
+            return 200, {"session": sid}, {}
         if len(parts) == 3 and parts[0] == "sessions" and method == "POST" and parts[2] == "frames":
-            return 200, service.push(parts[1], decode_frames(body, headers.get("X-Shape"), limits))
+            seq = push_seq(headers.get("X-Push-Seq"))
+            return 200, service.push(parts[1], decode_frames(body, headers.get("X-Shape"), limits), seq), {}
         if len(parts) == 3 and parts[0] == "sessions" and method == "POST" and parts[2] == "score":
-            return 200, service.score(parts[1])
+            return 200, service.score(parts[1]), {}
         if len(parts) == 2 and parts[0] == "sessions" and method == "DELETE":
-            return 200, service.stop(parts[1])
+            return 200, service.stop(parts[1]), {}
         if method == "POST" and parts == ["score"]:
             query = parse_qs(url.query)
             instruction = (query.get("instruction") or [""])[0]
@@ -289,13 +466,13 @@ def route(service, limits: ServeLimits, method: str, target: str, headers, body:
             except ValueError as e:
                 raise HTTPError(400, "fps must be a number") from e
             frames = decode_frames(body, headers.get("X-Shape"), limits)
-            return 200, service.score_video(frames, instruction, fps)
+            return 200, service.score_video(frames, instruction, fps), {}
         raise HTTPError(404, f"no endpoint {method} {url.path}; see GET /health")
     except HTTPError as e:
-        return e.status, {"error": e.message}
+        return e.status, {"error": e.message}, e.headers
     except Exception as e:  # the server boundary: a bug answers 500 and the server goes on
         logger.exception("request %s %s failed", method, target)
-        return int(HTTPStatus.INTERNAL_SERVER_ERROR), {"error": f"{type(e).__name__}: {e}"}
+        return int(HTTPStatus.INTERNAL_SERVER_ERROR), {"error": f"{type(e).__name__}: {e}"}, {}
 
 
 def _json(body: bytes) -> dict:
@@ -313,15 +490,20 @@ def make_handler(service: RewardService):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # the socket's read timeout (StreamRequestHandler.setup): a stalled body or an idle keep-alive
+        # connection ends after it instead of holding its thread forever
+        timeout = limits.read_timeout
 
         def log_message(self, fmt: str, *args) -> None:
             logger.debug("%s " + fmt, self.client_address[0], *args)
 
-        def _send(self, status: int, payload: dict) -> None:
+        def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload, allow_nan=False).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -330,24 +512,38 @@ def make_handler(service: RewardService):
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:
                 return self._send(400, {"error": "Content-Length must be a whole number"})
-            if length > limits.max_request_bytes:
-                # drain a moderately oversized body so the client reads its answer (not a broken pipe); a
-                # huge one is cut off unread; either way the connection closes after the answer
-                left = length if length <= 16 * limits.max_request_bytes else 0
-                while left > 0:
-                    chunk = self.rfile.read(min(left, 2**20))
-                    left = left - len(chunk) if chunk else 0
+            try:
+                if length > limits.max_request_bytes:
+                    # drain a moderately oversized body so the client reads its answer (not a broken pipe);
+                    # a huge one is cut off unread; either way the connection closes after the answer
+                    left = length if length <= 16 * limits.max_request_bytes else 0
+                    while left > 0:
+                        chunk = self.rfile.read(min(left, 2**20))
+                        left = left - len(chunk) if chunk else 0
+                    self.close_connection = True
+                    return self._send(
+                        413,
+                        {"error": f"the request has {length} bytes; the limit is {limits.max_request_bytes}"},
+                    )
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
                 self.close_connection = True
-                return self._send(
-                    413, {"error": f"the request has {length} bytes; the limit is {limits.max_request_bytes}"}
-                )
-            body = self.rfile.read(length) if length else b""
+                logger.info("client %s stalled mid-body; cut off", self.client_address[0])
+                with contextlib.suppress(OSError):
+                    self._send(
+                        408,
+                        {
+                            "error": f"the body stalled: nothing arrived for {limits.read_timeout:g} s "
+                            "(read_timeout; `topreward serve --read-timeout`)"
+                        },
+                    )
+                return None
             if len(body) < length:  # the client went away mid-request: nobody to answer
                 self.close_connection = True
                 return None
-            status, payload = route(service, limits, method, self.path, self.headers, body)
+            status, payload, headers = route(service, limits, method, self.path, self.headers, body)
             try:
-                self._send(status, payload)
+                self._send(status, payload, headers)
             except ValueError:  # a NaN in the payload: not JSON
                 self._send(500, {"error": "the result holds a value that is not a finite number"})
             except OSError as e:  # the client closed the connection before reading its answer
