@@ -285,7 +285,7 @@ def push_many(sessions: list[StreamSession], frames: list[Any]) -> list[int | Ex
     rest (a first frame, a thinning, a method without a cache) are pushed one by one. A session named twice
     gets its pushes in order. Equal to `[s.push(f) for s, f in zip(sessions, frames)]` (tests: 1e-4).
     """
-    from topreward.backends.video_cache import extend_caches
+    from topreward.backends.side_by_side import extend_caches
 
     if len(sessions) != len(frames):
         raise ValueError(f"{len(sessions)} sessions but {len(frames)} frame batches; give one per session")
@@ -332,10 +332,10 @@ def score_many(sessions: list[StreamSession]) -> list[StreamScore]:
     """Score several sessions' newest prefixes together: their requests share packed forwards.
 
     For the sub-environments of a vector env, say: one forward per `batch_size` requests instead of one per
-    session, each request seeing only its own session's cache (`video_cache.score_on_caches`). Equal to
+    session, each request seeing only its own session's cache (`topreward.backends.side_by_side.score_on_caches`). Equal to
     `[s.score() for s in sessions]`. Sessions without a shareable cache are scored one by one.
     """
-    from topreward.backends.video_cache import score_on_caches
+    from topreward.backends.side_by_side import score_on_caches
 
     if not sessions:
         return []

@@ -142,7 +142,7 @@ def check_parts(parts: list) -> None:
 class VideoCacheLike(Protocol):
     """A video held by a backend, answering many requests: `score(requests)`, `extend(frames)`.
 
-    `side_by_side`: whether `topreward.backends.video_cache.score_on_caches` may pack this cache's requests
+    `side_by_side`: whether `topreward.backends.side_by_side.score_on_caches` may pack this cache's requests
     beside other caches' in one forward.
     """
 
