@@ -1,4 +1,4 @@
-"""Train the demo reward model shipped in `topreward/assets/demo_model` (the README demo's default).
+"""Train the demo reward model shipped in `topreward/assets/demo_model` (the default of `topreward demo`).
 
     .venv/bin/python scripts/train_demo_model.py --work demo_work [--stage data|train|bench|ship|all]
 
@@ -110,7 +110,7 @@ def stage_bench(work: Path, model: Path) -> None:
 
 
 def targets(episodes: Path, name: str) -> str:
-    """The README's targets from a bench log: VOC on successes, success AUC, the two controls."""
+    """The targets (docs/training.md) from a bench log: VOC on successes, success AUC, the two controls."""
     import numpy as np
 
     from topreward import metrics

@@ -1,4 +1,4 @@
-"""Kept import path of `topreward.serve.client` (README: `from topreward.client import RewardClient`)."""
+"""Kept import path of `topreward.serve.client` (the docs: `from topreward.client import RewardClient`)."""
 
 from topreward.serve.client import ClientSession, RewardClient, ServerError
 

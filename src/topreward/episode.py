@@ -199,7 +199,7 @@ def as_episode(video: Any, instruction: str | None = None, fps: float | None = N
     return Episode.from_array(video, fps=fps, instruction=instruction)
 
 
-#: the control views of an episode: what a method should NOT call progress (README "Robustness controls")
+#: the control views of an episode: what a method should NOT call progress (docs/evaluation.md, "Bench and its controls")
 CONTROL_VIEWS: tuple[str, ...] = ("static", "reversed")
 
 

@@ -1,4 +1,4 @@
-"""Kept import path of `topreward.annotate.weights` (README: `from topreward.weights import FrameWeights`)."""
+"""Kept import path of `topreward.annotate.weights` (the docs: `from topreward.weights import FrameWeights`)."""
 
 from topreward.annotate.weights import FrameWeights, awr_weights, rabc_weights, rank_episodes, write_weights
 

@@ -44,7 +44,7 @@ class BackendConfig:
     )
     batch_size: int = option(8, "requests per packed forward on the fast path (memory knob)")
     attn_implementation: str = option("sdpa", "sdpa or eager", choices=("sdpa", "eager"))
-    # remote backends (README "Serving"); the API key comes from the environment, never from an option
+    # remote backends (docs/model-servers.md); the API key comes from the environment, never from an option
     url: str | None = option(
         None,
         "base URL of the server: an OpenAI-compatible one (backend openai, e.g. http://localhost:8000) or "
@@ -84,7 +84,7 @@ class BackendConfig:
         if self.backend == "openai" and not self.url:
             raise ValueError(
                 "backend='openai' needs the server's base URL: url='http://localhost:8000' (--url); "
-                "see the README's Serving section"
+                "see docs/model-servers.md"
             )
 
     def backend_class(self) -> type:

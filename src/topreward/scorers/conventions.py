@@ -4,7 +4,7 @@ The model math is the same everywhere — log P(True) after a video and the TOPR
 pipelines around it differ: which frames a call sees, at what size, which frame rate the processor is
 told, how the instruction is written into the prompt, which token is read, in which precision, how a
 curve is normalised. Those move the numbers by whole nats, so comparing with a peer means running the
-peer's pipeline. `conventions` picks one (the README's "Conventions" section has the full table):
+peer's pipeline. `conventions` picks one (docs/conventions.md has the full table):
 
 * `topreward` (default, ours): frames sampled once per episode (2 fps of video time, at most 32, one
   size for all, aspect kept), prefix k = the first k sampled frames with their real timestamps, the

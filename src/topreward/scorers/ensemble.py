@@ -71,7 +71,9 @@ class EnsembleConfig(MethodConfig):
     prompts: tuple[str, ...] = option(
         PROMPTS, "prompt templates with {instruction}, each ending in an answer cue"
     )
-    prompt_style: PromptStyle = option("authors", "authors | raw | chat (see README)", choices=PROMPT_STYLES)
+    prompt_style: PromptStyle = option(
+        "authors", "authors | raw | chat (docs/methods.md)", choices=PROMPT_STYLES
+    )
     answer: str = option(" True", "answer token read after every prompt (leading space matters)")
     combine: Literal["log_prob", "progress"] = option(
         "log_prob",

@@ -51,7 +51,9 @@ __all__ = ["DEFAULT_MODEL", "TOPRewardConfig", "TOPRewardScorer", "format_prompt
 class TOPRewardConfig(MethodConfig):
     """Options of the TOPReward method."""
 
-    prompt_style: PromptStyle = option("authors", "authors | raw | chat (see README)", choices=PROMPT_STYLES)
+    prompt_style: PromptStyle = option(
+        "authors", "authors | raw | chat (docs/methods.md)", choices=PROMPT_STYLES
+    )
     answer: str = option(" True", "answer token whose log-prob is the reward (leading space matters)")
     contrast: str = option(" False", "second token recorded beside it")
     signal: Literal["true", "contrast"] = option(
@@ -61,7 +63,7 @@ class TOPRewardConfig(MethodConfig):
     )
     conventions: str = option(
         "topreward",
-        "whose pipeline: topreward (ours) | paper | authors | lerobot (a peer's, reproduced exactly; README)",
+        "whose pipeline: topreward (ours) | paper | authors | lerobot (a peer's, reproduced exactly; docs/conventions.md)",
         choices=CONVENTIONS,
     )
 
