@@ -9,12 +9,14 @@ concurrent queries are batched as in `topreward serve`, with the same limits and
 
 A replica that dies (its actor killed, its node lost) takes its sessions with it: their requests get 410
 "session lost, re-create it", the other replicas' sessions go on, and new sessions go to the live replicas
-(503 once none is left). A dead replica is not restarted; restart the app to get it back.
+(503 once none is left). A dead replica is not restarted; restart the app to get it back. The replicas are
+named actors, `topreward-<app>-replica-<i>`, in the driver's namespace.
 """
 
 from __future__ import annotations
 
 import itertools
+import uuid
 from typing import Any
 
 from topreward.extras import optional
@@ -171,7 +173,13 @@ def deploy(
 
     init_ray(address, ray=ray)  # `address` (or RAY_ADDRESS): join a running cluster
     actor = ray.remote(num_gpus=gpus_per_replica, num_cpus=cpus_per_replica)(Replica)
-    actors = [actor.remote(method, options, limits) for _ in range(replicas)]
+    # named `topreward-<app>-replica-<i>` in the driver's namespace (`ray.util.list_named_actors()`), e.g. for
+    # `ray.kill` in a failure drill; <app> is new per deploy, so a second deploy never meets the first's names
+    app = uuid.uuid4().hex[:8]
+    actors = [
+        actor.options(name=f"topreward-{app}-replica-{i}").remote(method, options, limits)
+        for i in range(replicas)
+    ]
 
     @serve.deployment(ray_actor_options={"num_cpus": 0})
     class RewardIngress:

@@ -573,5 +573,8 @@ def serve(scorer, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits
     service = RewardService(scorer, limits)
     server = ThreadingHTTPServer((host, port), make_handler(service))
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="topreward-http", daemon=True).start()
+    # a short poll: `server.shutdown()` returns within it
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="topreward-http", daemon=True
+    ).start()
     return server, service
