@@ -19,7 +19,7 @@ import pytest
 
 import topreward
 from topreward.serve import HTTPError, ServeLimits, serve
-from topreward.serve.client import RewardClient, ServerError, SessionLost
+from topreward.serve.client import ClientSession, RewardClient, ServerError, SessionLost
 
 from .conftest import colour_frames, load_backend
 
@@ -260,21 +260,21 @@ def test_full_queue_gets_429_with_retry_after_and_the_client_retries(start_serve
     assert inside.wait(10)
     service.submit("score", service.sessions[session.id].stream)  # the one place in the queue
     status, answer, headers = raw(url, "POST", f"/sessions/{session.id}/score")
-    assert status == 429 and "--max-queue" in answer["error"] and headers["Retry-After"] == "1"
+    assert status == 429 and "--max-queue" in answer["error"] and int(headers["Retry-After"]) >= 1
     assert client.health()["queue"] == 1
     threading.Timer(0.3, gate.set).start()  # the worker frees up while the client waits out Retry-After
     t = time.monotonic()
     assert session.score()["num_frames"] == 2
     assert time.monotonic() - t >= 0.9  # it waited the Retry-After second before its retry
-    no_retries = RewardClient(url, retries=0)
+    no_retries = ClientSession(RewardClient(url, retries=0), session.id)
     gate.clear()
     inside.clear()
     service.submit("video", colour_frames(4, 64, 96), "x", 4.0)
     assert inside.wait(10)
     service.submit("score", service.sessions[session.id].stream)
     with pytest.raises(ServerError, match="429") as info:
-        no_retries._request("POST", f"/sessions/{session.id}/score", b"")
-    assert info.value.headers["Retry-After"] == "1"
+        no_retries.score()
+    assert int(info.value.headers["Retry-After"]) >= 1
     gate.set()
 
 

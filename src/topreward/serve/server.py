@@ -132,6 +132,7 @@ class RewardService:
         self.batches: list[int] = []  # how many session queries each batched forward served (for benchmarks)
         self.rounds = 0
         self.last_round_s = 0.0
+        self._round_started: float | None = None
         self._deferred: list[Job] = []  # a session's second push of a round waits for the next round
         self._worker = threading.Thread(target=self._work, name="topreward-model", daemon=True)
         self._stop = threading.Event()
@@ -173,8 +174,11 @@ class RewardService:
         )
 
     def _retry_after(self) -> int:
-        """Whole seconds a refused client should wait: about one round (the queue drains once a round)."""
-        return max(1, math.ceil(self.last_round_s))
+        """Whole seconds a refused client should wait: about one round (the queue drains once a round),
+        the running round's age if it is longer."""
+        started = self._round_started
+        running = time.monotonic() - started if started is not None else 0.0
+        return max(1, math.ceil(max(self.last_round_s, running)))
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -192,15 +196,18 @@ class RewardService:
                     break
             # a job whose request timed out before its turn was cancelled: nobody waits for its answer
             jobs += [j for j in fresh if j.future.set_running_or_notify_cancel()]
-            started = time.monotonic()
+            if not jobs:
+                continue
+            self._round_started = started = time.monotonic()
             try:
                 self._round(jobs)
             except Exception as e:  # a bug in a round must not stop the worker: its requests get a 500
                 logger.exception("a worker round failed")
+                self._deferred = []
                 for j in jobs:
                     if not j.future.done():
                         j.future.set_exception(e)
-            self.last_round_s = time.monotonic() - started
+            self.last_round_s, self._round_started = time.monotonic() - started, None
             self.rounds += 1
 
     def _round(self, jobs: list[Job]) -> None:
