@@ -197,10 +197,23 @@ def test_serve_command_runs_until_interrupted(tiny_model_dirs, tmp_path):
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "topreward.cli", "serve", "--model", str(tiny_model_dirs["qwen3_vl"]), "--port", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "topreward.cli",
+        "serve",
+        "--model",
+        str(tiny_model_dirs["qwen3_vl"]),
+        "--port",
+        "0",
+    ]
     with (tmp_path / "stderr.txt").open("w") as stderr:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env={**os.environ, "TOPREWARD_TOKEN": TOKEN}
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "TOPREWARD_TOKEN": TOKEN},
         )
         try:
             ready = selectors.DefaultSelector()
@@ -229,11 +242,28 @@ def test_serve_command_runs_until_interrupted(tiny_model_dirs, tmp_path):
         ({"idle_s": float("nan")}, "idle_s"),
         ({"idle_s": 0}, "idle_s"),
         ({"token": "  "}, "token is empty"),
+        ({"request_timeout": 0}, "request_timeout"),
+        ({"read_timeout": float("inf")}, "read_timeout"),
+        ({"max_queue": 0}, "max_queue"),
+        ({"max_kept_frames": 1}, "max_kept_frames must be a whole number >= 2"),
     ],
 )
 def test_bad_limits(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ServeLimits(**kwargs)
+
+
+def test_bad_serve_limits_are_refused_before_loading_a_model(capsys):
+    from topreward.cli import main
+
+    assert main(["serve", "--model", "/no/such/model", "--request-timeout", "0"]) == 2
+    assert "request_timeout must be a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"retries": -1}, "retries"), ({"backoff": -0.5}, "backoff")])
+def test_bad_client_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RewardClient("http://127.0.0.1:9", **kwargs)
 
 
 @pytest.mark.parametrize("port", [-1, 70000])

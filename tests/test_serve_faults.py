@@ -117,7 +117,7 @@ def test_killed_server_is_a_clear_error_and_a_new_one_starts_on_its_port(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    with pytest.raises(ConnectionError, match=f"reward server at {url}.*tried 3 times"):
+    with pytest.raises(ConnectionError, match=f"reward server at {url}.*3 tries"):
         session.push(colour_frames(1, 64, 96))
     with pytest.raises(ConnectionError, match=url):
         client.health()
@@ -346,3 +346,37 @@ def test_ten_thousand_steps_keep_memory_bounded(start_server, scorer):
     # the KV cache: per kept frame too, plus the prompt's frame times, whose digits grow with the
     # episode's length (333 s here against 1 s): a few percent, not the 10,000 steps
     assert max(kv for kv, _ in sizes) <= 1.1 * kv_bound
+
+
+def test_client_repeats_only_what_is_safe_to_repeat():
+    """A server that reads each request and hangs up unanswered: calls that change nothing when repeated
+    are retried, `start` (it makes a session) is not; a refused connection (nothing sent) is retried."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn:
+                seen.append(conn.recv(65536).split(b" ")[0])
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    client = RewardClient(url, timeout=5, retries=2, backoff=0.01)
+    try:
+        with pytest.raises(ConnectionError, match=f"{url} did not answer GET /health.*3 tries"):
+            client.health()
+        with pytest.raises(ConnectionError, match="3 tries"):
+            ClientSession(client, "s").push(colour_frames(1, 8, 8))  # numbered: the server deduplicates
+        assert seen == [b"GET"] * 3 + [b"POST"] * 3
+        with pytest.raises(ConnectionError, match=r"\(1 try\)"):
+            client.start("open the drawer", fps=10)
+        assert len(seen) == 7
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept, and nothing listens any more
+        listener.close()
+    with pytest.raises(ConnectionError, match="cannot reach.*3 tries"):
+        client.start("open the drawer", fps=10)  # refused: it never reached a server

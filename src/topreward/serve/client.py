@@ -9,8 +9,8 @@ client.score_video(frames, "put the pen into the cup", fps=30)   # the whole res
 
 A busy or briefly unreachable server is retried: connection errors and timeouts, 429 (after its
 `Retry-After`) and 503, with exponential back-off, `retries` times. Every call is safe to repeat except
-`start` (it makes a session), which is retried only when the server surely did not get it (connection
-refused, 429, 503). Pushes carry a sequence number (`X-Push-Seq`), so a push whose answer was lost is
+`start` (it makes a session), which is retried only on a refused connection (nothing was sent) and on an
+answered 429 or 503 (a repeat after a lost answer could leave a second session, idle until `idle_s`). Pushes carry a sequence number (`X-Push-Seq`), so a push whose answer was lost is
 retried and the server applies it once. When a session's replica died (Ray Serve), its calls raise
 `SessionLost`: start a new session.
 """
@@ -96,7 +96,8 @@ class RewardClient:
                 # a request that never reached the server is safe to repeat; one that may have, only when
                 # repeating it changes nothing
                 if last or not (idempotent or isinstance(e.__cause__, ConnectionRefusedError)):
-                    raise ConnectionError(f"{e} (tried {attempt + 1} times)") from e.__cause__
+                    tries = "1 try" if attempt == 0 else f"{attempt + 1} tries"
+                    raise ConnectionError(f"{e} ({tries})") from e.__cause__
             time.sleep(wait)
         raise AssertionError("unreachable")  # the loop returns or raises
 
