@@ -65,13 +65,13 @@ class Router:
             if isinstance(e.cause, HTTPError):
                 raise e.cause from None
             raise
-        except ray.exceptions.ActorDiedError as e:
-            self.lost.add(index)
-            raise _Lost(index) from e
-        except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError) as e:
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError) as e:  # perhaps passing
             raise HTTPError(
                 503, f"replica {index} did not answer ({type(e).__name__}); retry later", {"Retry-After": "1"}
             ) from e
+        except ray.exceptions.RayActorError as e:  # the actor died: nothing of it comes back
+            self.lost.add(index)
+            raise _Lost(index) from e
 
     def _on_session(self, sid: str, name: str, *args) -> Any:
         """A call on a session's replica; 410 when that replica died (the session died with it)."""
