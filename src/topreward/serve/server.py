@@ -31,7 +31,9 @@ that skips a sequence number (409, with `X-Push-Expected`). Under load:
   * `max_kept_frames`: the frames a session keeps (past it the session thins them, `topreward.stream`
     step 5), so a session's memory is bounded however long it runs.
 Idle sessions expire after `idle_s`. A failing request never stops the server, nor a failing round the
-worker.
+worker. Behind `--engine ray` (`topreward.serve.ray`) the same limits hold inside each replica (the read
+timeout is Ray Serve's own), a session whose replica died gets 410 ("session lost, re-create it"), a replica
+that does not answer 503, and `/health` adds "replicas" and "replicas_lost" ("status": "degraded").
 """
 
 from __future__ import annotations
