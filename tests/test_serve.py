@@ -93,6 +93,59 @@ def test_queries_queued_together_share_one_forward(server):
         assert r.num_frames == s.video.num_frames
 
 
+def round_of_eight(scorer, batched: bool) -> tuple[dict, list, list]:
+    """Eight sessions' pushes and queries queued while the worker is held, then taken as one round:
+    (forwards counted by kind, the query values, the frames each push kept)."""
+    from topreward.serve.server import RewardService
+
+    backend = scorer.backend
+    service = RewardService(scorer, batch_pushes=batched)
+    try:
+        sids = [service.start(f"task {i}", 10) for i in range(8)]
+        for i, sid in enumerate(sids):
+            service.push(sid, colour_frames(3 + i % 2, 64, 96))  # odd and even lengths
+        gate = threading.Event()
+        service._score_video = lambda *a: gate.wait(30) and {}  # holds the worker while the round queues
+        busy = service.submit("video", None, "", 1.0)
+        time.sleep(0.2)
+        new = [colour_frames(8, 64, 96)[i % 3 : i % 3 + 1 + i % 2] for i in range(8)]
+        jobs = [service.submit("push", service.sessions[sid], f, None) for sid, f in zip(sids, new)]
+        jobs += [service.submit("score", service.sessions[sid].stream) for sid in sids]
+        calls = {"vision": 0, "language": 0}
+
+        def count(key: str):
+            return lambda *a: calls.__setitem__(key, calls[key] + 1)
+
+        hooks = [
+            backend.model.model.visual.register_forward_hook(count("vision")),
+            backend.model.model.language_model.register_forward_hook(count("language")),
+        ]
+        try:
+            gate.set()
+            busy.result(timeout=30)
+            results = [j.result(timeout=60) for j in jobs]
+        finally:
+            for h in hooks:
+                h.remove()
+        return calls, [r.value for r in results[8:]], [r["kept"] for r in results[:8]]
+    finally:
+        service.close()
+
+
+def test_a_round_of_eight_sessions_pushing_and_querying_runs_three_forwards(server):
+    """Eight sessions push and query in one worker round: one vision-encoder call and two language-model
+    forwards (the caches grow in one, the queries are answered in one), not eight of each; the values equal
+    those of a service that pushes each session in a forward of its own."""
+    _, _, scorer = server
+    calls, values, kept = round_of_eight(scorer, batched=True)
+    assert calls == {"vision": 1, "language": 2}, calls
+    alone_calls, alone_values, alone_kept = round_of_eight(scorer, batched=False)
+    assert alone_calls == {"vision": 8, "language": 8 + 1}, alone_calls
+    assert kept == alone_kept == [1 + i % 2 for i in range(8)]
+    np.testing.assert_allclose(values, alone_values, atol=1e-4, rtol=0)
+    assert len({round(v, 3) for v in values}) > 1
+
+
 def test_one_shot_video_score_equals_local(server):
     url, _, scorer = server
     frames = colour_frames(12, 64, 96)

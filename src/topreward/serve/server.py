@@ -14,9 +14,11 @@ Endpoints (JSON answers; frames travel as raw uint8 bytes with an `X-Shape: n,h,
   POST   /score?instruction=...&fps=  frames of a whole video -> the full result JSON (as `topreward score`)
 
 Model work runs on one worker thread (one model, one device); the HTTP threads only parse, check and
-queue. The worker takes every queued job at once (a *round*): first the round's pushes, one per session
-(`_push_round`), then one-shot videos, then all session queries together (`topreward.stream.score_many`:
-one packed forward per `batch_size` queries), so concurrent clients share forwards.
+queue. The worker takes every queued job at once (a *round*): first the round's pushes, one per session, all
+together (`_push_round`, `topreward.stream.push_many`: one vision-encoder call and one packed forward grow
+every session's cache), then one-shot videos, then all session queries together
+(`topreward.stream.score_many`: one packed forward per `batch_size` queries). So the forwards of a round do
+not grow with the number of sessions.
 
 Limits (`ServeLimits`, each a `topreward serve` flag), each answered with a status and a message that names
 it: request size (413), frame side (413), frames per session (413), open sessions (429), bad JSON, shape,
@@ -126,8 +128,9 @@ class Job(NamedTuple):
 class RewardService:
     """Sessions and the model worker behind the HTTP layer (usable without HTTP, e.g. in a Ray actor)."""
 
-    def __init__(self, scorer, limits: ServeLimits | None = None) -> None:
+    def __init__(self, scorer, limits: ServeLimits | None = None, *, batch_pushes: bool = True) -> None:
         self.scorer, self.limits = scorer, limits or ServeLimits()
+        self.batch_pushes = batch_pushes  # False: each push in a forward of its own (the reference path)
         self.sessions: dict[str, _Session] = {}
         self.lock = threading.Lock()
         self.jobs: queue.Queue = queue.Queue(maxsize=self.limits.max_queue)
@@ -233,14 +236,25 @@ class RewardService:
         return [j for j in jobs if j.deadline >= now]
 
     def _push_round(self, jobs: list[Job]) -> None:
-        """Every push of one round: the admitted ones (`_admit_pushes`) go to the model, each answered by
+        """Every push of one round: the admitted ones (`_admit_pushes`) go to the model together
+        (`topreward.stream.push_many`: one vision call, one packed forward for all sessions), each answered by
         `_pushed` or with its own error (a failed push changes nothing, and fails no other push)."""
-        for job in self._admit_pushes(jobs):  # one forward per session for now
-            s, frames, seq = job.args
-            _settle(
-                job.future,
-                lambda s=s, frames=frames, seq=seq: self._pushed(s, frames, seq, s.stream.push(frames)),
-            )
+        from topreward.stream import push_many
+
+        admitted = self._admit_pushes(jobs)
+        if not admitted:
+            return
+        streams, frames = [j.args[0].stream for j in admitted], [j.args[1] for j in admitted]
+        if self.batch_pushes:
+            results = push_many(streams, frames)
+        else:
+            results = [_attempt(stream.push, f) for stream, f in zip(streams, frames)]
+        for job, result in zip(admitted, results):
+            s, pushed, seq = job.args
+            if isinstance(result, Exception):
+                job.future.set_exception(result)
+            else:
+                _settle(job.future, lambda s=s, f=pushed, seq=seq, n=result: self._pushed(s, f, seq, n))
 
     def _admit_pushes(self, jobs: list[Job]) -> list[Job]:
         """The pushes that go to the model this round: at most one per session (a later one waits for the
@@ -396,6 +410,14 @@ class RewardService:
             return self._run("video", frames, instruction, fps)
         except (ValueError, TypeError) as e:
             raise HTTPError(400, str(e)) from e
+
+
+def _attempt(fn, *args) -> Any:
+    """`fn(*args)`, or the exception it raised (as `push_many` answers)."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        return e
 
 
 def _settle(future: Future, fn) -> None:
@@ -576,10 +598,18 @@ def check_port(port: int) -> None:
         raise ValueError(f"port must be 0..65535 (0 = any free port), got {port!r}")
 
 
-def serve(scorer, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None):
-    """Start the server in a background thread; returns (server, service). `server.shutdown()` stops it."""
+def serve(
+    scorer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: ServeLimits | None = None,
+    *,
+    batch_pushes: bool = True,
+):
+    """Start the server in a background thread; returns (server, service). `server.shutdown()` stops it.
+    `batch_pushes=False` runs each push in a forward of its own (the reference the benchmark compares)."""
     check_port(port)
-    service = RewardService(scorer, limits)
+    service = RewardService(scorer, limits, batch_pushes=batch_pushes)
     server = ThreadingHTTPServer((host, port), make_handler(service))
     server.daemon_threads = True
     # a short poll: `server.shutdown()` returns within it
