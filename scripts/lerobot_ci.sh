@@ -13,7 +13,8 @@
 #   4. a 2-step RA-BC `lerobot-train` of SmolVLA (its VLM a tiny random SmolVLM2 built here:
 #      load_vlm_weights=false, so nothing is downloaded) that finds the progress file on its own: 0.4 with
 #      --use_rabc=true, 0.6 with --sample_weighting.type=rabc;
-#   5. the pytest tests that need lerobot (TOPREWARD_LEROBOT_PYTHON set).
+#   5. the pytest tests that need lerobot (TOPREWARD_LEROBOT_PYTHON set), among them our RA-BC weights against
+#      its RABCWeights.
 # Needs ./.venv (scripts/setup.sh) with topreward[sim] and EGL (scripts/install_sim_deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,5 +106,6 @@ grep -E "rabc.py.*(Loaded|delta stats)|step:[12] " "$work/train.log" | sed 's/^/
 # 5. the tests that need lerobot
 say "pytest (TOPREWARD_LEROBOT_PYTHON=$VENV/bin/python)"
 TOPREWARD_LEROBOT_PYTHON="$PWD/$VENV/bin/python" .venv/bin/python -m pytest -q \
-  tests/test_annotate.py::test_lerobot_rabc_reader_accepts_our_file tests/test_sim.py::test_sim_lerobot_format
+  tests/test_annotate.py::test_lerobot_rabc_reader_accepts_our_file tests/test_sim.py::test_sim_lerobot_format \
+  tests/test_weights.py::test_rabc_weights_equal_real_lerobots
 say "done"
