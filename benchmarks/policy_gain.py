@@ -64,6 +64,7 @@ SMOKE = {
     "train_steps": 30,
     "eval_seeds": (1000, 1001),
     "eval_steps": 20,
+    "workers": 1,  # in this process: no worker start-up
 }
 
 SCORED = ("filtered", "awr", "rabc")  # topreward's weightings; "oracle_" + each from the ground truth
@@ -80,6 +81,7 @@ class Settings:
     train_steps: int = TRAIN_STEPS
     eval_seeds: tuple[int, ...] = EVAL_SEEDS
     eval_steps: int = EVAL_STEPS
+    workers: int = WORKERS
 
 
 def topreward(*args: str, process: bool = False) -> str:
@@ -192,7 +194,6 @@ def train_and_eval(job: dict) -> dict:
     """One policy: train on the weighted frames, then roll it out; returns the job with `successes`."""
     import torch
 
-    torch.set_num_threads(1)
     frames = {k: np.asarray(v) for k, v in job["frames"].items()}
     weights = np.asarray(job["weights"], np.float64)
     x = torch.tensor(frames["observation.environment_state"], dtype=torch.float32)
@@ -261,7 +262,7 @@ def stage_train(work: Path, s: Settings) -> None:
             for arm in ARMS:
                 weights = arm_weights(work, task, arm, frames)
                 jobs += _jobs(work, s, task, arm, plain, weights)
-        _run(jobs, f"train + eval: {table}")
+        _run(jobs, f"train + eval: {table}", s.workers)
         # the control: the best topreward weighting's weights permuted across frames, per task
         best = max(SCORED, key=lambda a: _rate(_load(work, s, tasks, a))[0])
         shuffled = []
@@ -272,7 +273,7 @@ def stage_train(work: Path, s: Settings) -> None:
             shuffled += _jobs(
                 work, s, task, "shuffled", {k: v.tolist() for k, v in frames.items()}, w, of=best
             )
-        _run(shuffled, f"shuffled control ({best}): {table}")
+        _run(shuffled, f"shuffled control ({best}): {table}", s.workers)
 
 
 def _jobs(work, s, task, arm, frames, weights, of=None) -> list[dict]:
@@ -295,13 +296,28 @@ def _job_file(work: Path, task: str, arm: str, seed: int) -> Path:
     return work / task / "policies" / f"{arm}_seed{seed}.json"
 
 
-def _run(jobs: list[dict], desc: str) -> None:
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # two worker processes on two cores
+
+
+def _run(jobs: list[dict], desc: str, workers: int) -> None:
+    """Train and evaluate `jobs` on `workers` processes (1: in this process), saving each result."""
     import multiprocessing
 
     if not jobs:
         return
-    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for result in _bar(pool.map(train_and_eval, jobs), len(jobs), desc):
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            context = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(
+                ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread)
+            )
+            results = pool.map(train_and_eval, jobs)
+        else:
+            results = map(train_and_eval, jobs)
+        for result in _bar(results, len(jobs), desc):
             path = Path(result["out"])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result))

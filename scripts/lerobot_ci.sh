@@ -105,7 +105,8 @@ grep -E "rabc.py.*(Loaded|delta stats)|step:[12] " "$work/train.log" | sed 's/^/
 
 # 5. the tests that need lerobot
 say "pytest (TOPREWARD_LEROBOT_PYTHON=$VENV/bin/python)"
-TOPREWARD_LEROBOT_PYTHON="$PWD/$VENV/bin/python" .venv/bin/python -m pytest -q \
+TOPREWARD_LEROBOT_PYTHON="$PWD/$VENV/bin/python" .venv/bin/python -m pytest -q -p no:cacheprovider \
+  --basetemp "$work/pytest" \
   tests/test_annotate.py::test_lerobot_rabc_reader_accepts_our_file tests/test_sim.py::test_sim_lerobot_format \
   tests/test_weights.py::test_rabc_weights_equal_real_lerobots
 say "done"
