@@ -102,14 +102,7 @@ def run_annotate(args: argparse.Namespace) -> int:
     source_kwargs = open_source_args(args)
     source = open_source(args.source, **source_kwargs)
     source_info = describe_source(source, args.source, episodes=args.episodes)
-    if args.view:
-        if not hasattr(source, "video_of"):
-            raise ValueError(
-                "annotate --view shows a LeRobot dataset's episodes beside their videos; for videos or a manifest "
-                "use `bench --view` or `score --view`"
-            )
-        check_out_file(args.view, "--view")
-        refuse_input_as_output("--view", args.view, (args.source, args.out))
+    check_view(args, source)
     # a resume made with other settings: refused before the model is loaded
     check_output(args.out, spec, source_info, resume=args.resume, overwrite=args.overwrite)
     if args.engine == "ray":
@@ -142,23 +135,39 @@ def run_annotate(args: argparse.Namespace) -> int:
         print(f"{len(summary.failed_reasons)} episodes failed (progress NaN; reasons in the metadata):")
         for eid, reason in list(summary.failed_reasons.items())[:5]:
             print(f"  failed {eid}: {reason[:160]}")
-    if str(summary.out).endswith(".parquet") and hasattr(source, "video_of") and not args.quiet:
+    return next_steps(args, source, summary.out)
+
+
+def check_view(args: argparse.Namespace, source) -> None:
+    """`--view`: a LeRobot source, and a page path that can be written and is no input."""
+    if not args.view:
+        return
+    if not hasattr(source, "video_of"):
+        raise ValueError(
+            "annotate --view shows a LeRobot dataset's episodes beside their videos; for videos or a manifest "
+            "use `bench --view` or `score --view`"
+        )
+    check_out_file(args.view, "--view")
+    refuse_input_as_output("--view", args.view, (args.source, args.out))
+
+
+def next_steps(args: argparse.Namespace, source, out) -> int:
+    """After an annotation file is written: LeRobot's training command for it, and the `--view` page."""
+    if str(out).endswith(".parquet") and hasattr(source, "video_of") and not args.quiet:
         from topreward.annotate.progress_file import lerobot_version, rabc_advice
 
         root = args.source if Path(args.source).expanduser().is_dir() else None
-        print(rabc_advice(summary.out, root, lerobot_version()))
+        print(rabc_advice(out, root, lerobot_version()))
     if args.view:
         from topreward.view import from_annotations, write_view
 
-        page = write_view(*from_annotations([summary.out], args.source), args.view, title=str(args.source))
-        print(f"wrote {page}")
+        print(f"wrote {write_view(*from_annotations([out], args.source), args.view, title=str(args.source))}")
     return 0
 
 
 def run_from_column(args: argparse.Namespace) -> int:
     """`annotate --from-column`: the annotation file of a dataset column; no model is loaded."""
     from topreward.annotate.from_column import annotate_from_column
-    from topreward.annotate.progress_file import lerobot_version, rabc_advice
     from topreward.datasets import open_source
     from topreward.provenance import describe_source
 
@@ -168,6 +177,7 @@ def run_from_column(args: argparse.Namespace) -> int:
         raise ValueError(f"--from-column loads no model: drop {', '.join(given)}")
     check_out_file(args.out, "--out")
     source = open_source(args.source, **open_source_args(args))
+    check_view(args, source)
     info = describe_source(source, args.source, episodes=args.episodes)
     summary = annotate_from_column(
         source, args.from_column, args.out, source_info=info, overwrite=args.overwrite
@@ -175,16 +185,7 @@ def run_from_column(args: argparse.Namespace) -> int:
     print(
         f"wrote {summary.out}: {summary.scored} episodes from the column {args.from_column!r}, {summary.skipped} skipped"
     )
-    if not args.quiet:
-        root = args.source if Path(args.source).expanduser().is_dir() else None
-        print(rabc_advice(summary.out, root, lerobot_version()))
-    if args.view:
-        from topreward.view import from_annotations, write_view
-
-        print(
-            f"wrote {write_view(*from_annotations([summary.out], args.source), args.view, title=str(args.source))}"
-        )
-    return 0
+    return next_steps(args, source, summary.out)
 
 
 def add_weights(command: AddCommand, method: str) -> None:
