@@ -144,6 +144,7 @@ CLI_CASES = {
     "--fps inf": (["score", "{video}", "open it", "--fps", "inf"], "fps"),
     "--source-fps inf": (["score", "{frames}", "open it", "--source-fps", "inf"], "finite number > 0"),
     "--source-fps nan": (["score", "{frames}", "open it", "--source-fps", "nan"], "finite number > 0"),
+    "frame folder without its rate": (["score", "{frames}", "open it"], "--source-fps on the command line"),
     "--eps negative": (["score", "{video}", "open it", "--eps", "-1"], "eps must be >= 0"),
     "--eps nan": (["score", "{video}", "open it", "--eps", "nan"], "eps must be a finite number"),
     "--reward-scale nan": (["score", "{video}", "open it", "--reward-scale", "nan"], "reward_scale"),

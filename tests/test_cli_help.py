@@ -81,6 +81,17 @@ def test_every_default_is_shown():
     assert "(default: result.json)" in " ".join(_subparsers()["score"].format_help().split())
 
 
+def test_a_methods_own_defaults_are_the_ones_shown(capsys):
+    """Robometer samples at 1 fps, not the sampling default of 2: its help must say the value that applies."""
+    with pytest.raises(SystemExit):
+        main(["score", "--method", "robometer", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "shown to the model (default: 1.0)" in text and "(default: 512)" in text
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    assert "shown to the model (default: 2.0)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_one_meaning_per_flag_name():
     parsers = _subparsers()
     # --episodes: a selection of episode indices wherever it exists

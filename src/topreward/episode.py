@@ -191,7 +191,10 @@ def as_episode(video: Any, instruction: str | None = None, fps: float | None = N
         path = Path(video)
         if path.is_dir():
             if fps is None:
-                raise ValueError(f"{path} is a frame folder: pass fps= (frames per second of the images)")
+                raise ValueError(
+                    f"{path} is a frame folder: give the images' frame rate "
+                    "(fps= in Python, --source-fps on the command line)"
+                )
             return Episode.from_frames_dir(path, fps=fps, instruction=instruction)
         return Episode.from_video(path, instruction=instruction, fps=fps)
     if fps is None:

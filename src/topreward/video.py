@@ -52,7 +52,10 @@ def probe_video(path: str | Path) -> VideoInfo:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         if not rate:
-            raise ValueError(f"{path}: the video stream has no frame rate; pass fps= explicitly")
+            raise ValueError(
+                f"{path}: the video stream has no frame rate; give it (fps= in Python, --source-fps on the "
+                "command line)"
+            )
         n = stream.frames
         if not n:
             try:

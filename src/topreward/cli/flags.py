@@ -109,9 +109,17 @@ def _shown(default: Any) -> str:
     return repr(default) if isinstance(default, str) else str(default)  # ' True' keeps its space
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One flag per dataclass field; help and choices come from the field's metadata."""
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    skip: tuple[str, ...] = (),
+    shown: dict[str, Any] | None = None,
+) -> None:
+    """One flag per dataclass field; help and choices come from the field's metadata. `shown` names the
+    defaults that apply instead of the field's (a method's `recommended`, e.g. Robometer's 1 fps): the help
+    says those, and `method_options` applies them to flags not written."""
     hints = typing.get_type_hints(cls)
+    shown = shown or {}
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -125,7 +133,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         )
         kw: dict[str, Any] = {
             "default": f.default,
-            "help": f.metadata.get("help", "") + f" (default: {_shown(f.default)})",
+            "help": f.metadata.get("help", "") + f" (default: {_shown(shown.get(f.name, f.default))})",
         }
         if typing.get_origin(base) is typing.Literal or "choices" in f.metadata:
             kw["choices"] = list(f.metadata.get("choices") or typing.get_args(base))
@@ -162,8 +170,9 @@ def add_method_flags(parser: argparse.ArgumentParser, method: str) -> None:
         "a released model named by --model (e.g. robometer for robometer/Robometer-4B), else topreward",
     )
     titles = ("backend options", "sampling options", f"{method} options ({scorer_class(method).description})")
+    recommended = getattr(scorer_class(method), "recommended", {})
     for title, cls in zip(titles, option_classes(method)):
-        add_config_flags(parser.add_argument_group(title), cls)
+        add_config_flags(parser.add_argument_group(title), cls, shown=recommended)
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
