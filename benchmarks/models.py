@@ -5,7 +5,8 @@ Tiny random-weight instances in each release's layout (`topreward make-tiny-mode
     python benchmarks/models.py                 # 16 frames
     python benchmarks/models.py --frames 32 --device cuda
 Per model it prints the language-model forwards and the model's seconds (frame decoding and preparation,
-the same on both paths, left out) for one episode on each path, their ratio, and
+the same on both paths, left out; after one warm-up run, the median of `--repeats` runs) for one episode on
+each path, their ratio, and
 `max_abs_diff` between the paths' values (they compute the same numbers). The paths:
   * robometer: one forward for every frame (ours) vs one forward per prefix (how a per-prefix wrapper
     calls it);
@@ -47,10 +48,16 @@ class Forwards:
         self.calls += 1
 
 
-def timed(scorer, episode, counter: Forwards) -> tuple[np.ndarray, float, int]:
-    before = counter.calls
-    result = scorer.score(episode)
-    return np.asarray(result.values, float), result.timings["model_s"], counter.calls - before
+def timed(scorer, episode, counter: Forwards, repeats: int) -> tuple[np.ndarray, float, int]:
+    """One untimed warm-up run, then the median model seconds of `repeats` runs; the forwards of one run."""
+    scorer.score(episode)
+    seconds = []
+    for _ in range(repeats):
+        before = counter.calls
+        result = scorer.score(episode)
+        forwards = counter.calls - before
+        seconds.append(result.timings["model_s"])
+    return np.asarray(result.values, float), float(np.median(seconds)), forwards
 
 
 def row(name: str, ours: tuple, theirs: tuple, what: tuple[str, str]) -> dict:
@@ -70,8 +77,11 @@ def main() -> None:
     )
     parser.add_argument("--frames", type=int, default=16, help="frames of the clip each model sees")
     parser.add_argument("--tokens", type=int, default=16, help="new tokens per generation (generate rows)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per path (after a warm-up run)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
     torch.manual_seed(0)
     episode = as_episode(str(CLIP), TASK)
     fps = args.frames * episode.fps / episode.num_frames  # the clip at --frames frames
@@ -94,8 +104,8 @@ def main() -> None:
         rows.append(
             row(
                 "robometer",
-                timed(robometer, episode, count),
-                timed(reference, episode, count),
+                timed(robometer, episode, count, args.repeats),
+                timed(reference, episode, count, args.repeats),
                 ("one forward", "per prefix"),
             )
         )
@@ -117,13 +127,16 @@ def main() -> None:
             backend=rr.backend,
             max_frames=args.frames,
         )
-        fast = timed(rr, episode, count)
+        fast = timed(rr, episode, count, args.repeats)
         rows.append(
             row(
-                "roboreward expected", fast, timed(per_prefix, episode, count), ("shared cache", "per prefix")
+                "roboreward expected",
+                fast,
+                timed(per_prefix, episode, count, args.repeats),
+                ("shared cache", "per prefix"),
             )
         )
-        gen = timed(generate, episode, count)
+        gen = timed(generate, episode, count, args.repeats)
         rows.append(row("roboreward generate", fast, (None, gen[1], gen[2]), ("expected, cache", "generate")))
 
         lrm = make_tiny_model(root / "lrm", "lrm")
@@ -144,23 +157,23 @@ def main() -> None:
             fps=fps,
             max_frames=args.frames,
         )
-        fast = timed(progress, episode, count)
+        fast = timed(progress, episode, count, args.repeats)
         rows.append(
             row(
                 "lrm-released-progress",
                 fast,
-                timed(reference, episode, count),
+                timed(reference, episode, count, args.repeats),
                 ("shared prompt", "per candidate"),
             )
         )
-        gen = timed(generate, episode, count)
+        gen = timed(generate, episode, count, args.repeats)
         rows.append(row("lrm-released-progress gen", fast, (None, gen[1], gen[2]), ("expected", "generate")))
 
         sole = load_scorer(
             model=str(make_tiny_model(root / "SOLE-R1-8B", "qwen3_vl")), max_new_tokens=args.tokens, **common
         )
         count = Forwards(sole.backend.model.model.language_model)
-        values, seconds, forwards = timed(sole, episode, count)
+        values, seconds, forwards = timed(sole, episode, count, args.repeats)
         print(
             f"{'sole':<24} per step: {forwards:4d} forwards {seconds:7.3f} s (one generation per frame after the first)"
         )
