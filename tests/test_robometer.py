@@ -93,6 +93,31 @@ def test_frames_are_sampled_and_resized_as_their_local_example(robometer):
     assert mv.frames.shape[1] % 32 == 0 and mv.frames.shape[2] % 32 == 0
 
 
+def test_a_frame_folder_at_1_fps_is_scored_frame_by_frame_in_order(robometer, tmp_path):
+    """Their local example's case: frames already at 1 fps give one value per frame, in the folder's order."""
+    from PIL import Image
+
+    from topreward.episode import as_episode
+
+    clip = as_episode(str(CLIP), "t")
+    frames = clip.frames(np.arange(0, clip.num_frames, 12))  # 5 frames, seconds apart
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / f"{i:03d}.png")
+    result = robometer.score(str(tmp_path), "pick up the cube", fps=1.0)
+    assert result.prefix_lengths.tolist() == [1, 2, 3, 4, 5] and len(result.values) == 5
+    assert robometer.prepare(as_episode(str(tmp_path), "t", fps=1.0)).source_indices.tolist() == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    same = robometer.score(frames, "pick up the cube", fps=1.0)  # the frames as an array: the same values
+    np.testing.assert_allclose(result.values, same.values, atol=1e-6, rtol=0)
+    reversed_ = robometer.score(frames[::-1].copy(), "pick up the cube", fps=1.0)
+    assert not np.allclose(result.values, reversed_.values, atol=1e-4)  # order matters: the test can fail
+
+
 def test_preference_head_reads_both_orders(robometer):
     a, b = frames(3, 1), frames(4, 2)
     p_ab = robometer.prefer(a, b, "fold the towel", fps=1.0)
