@@ -14,7 +14,7 @@
 #      load_vlm_weights=false, so nothing is downloaded) that finds the progress file on its own: 0.4 with
 #      --use_rabc=true, 0.6 with --sample_weighting.type=rabc;
 #   5. the pytest tests that need lerobot (TOPREWARD_LEROBOT_PYTHON set), among them our RA-BC weights against
-#      its RABCWeights.
+#      its RABCWeights and (0.6, its robometer extra) our Robometer against its port, lerobot.rewards.robometer.
 # Needs ./.venv (scripts/setup.sh) with topreward[sim] and EGL (scripts/install_sim_deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +35,7 @@ case "$LEROBOT" in
     fi
     [ -n "$PY" ] || { echo "lerobot_ci: lerobot 0.6.1 needs Python 3.12 (pyenv's 3.12 or python3.12)" >&2; exit 1; }
     VENV=.venv-lerobot-0.6.1
-    LEROBOT_PINS=("torch==2.10.0" "torchvision==0.25.0" "lerobot[smolvla,dataset]==0.6.1")
+    LEROBOT_PINS=("torch==2.10.0" "torchvision==0.25.0" "lerobot[smolvla,dataset,robometer]==0.6.1")
     RABC_FLAGS=(--sample_weighting.type=rabc --sample_weighting.head_mode=sparse --sample_weighting.kappa=0.01)
     LOADED="Loading SARM progress values from"
     ;;
@@ -108,5 +108,6 @@ say "pytest (TOPREWARD_LEROBOT_PYTHON=$VENV/bin/python)"
 TOPREWARD_LEROBOT_PYTHON="$PWD/$VENV/bin/python" .venv/bin/python -m pytest -q -p no:cacheprovider \
   --basetemp "$work/pytest" \
   tests/test_annotate.py::test_lerobot_rabc_reader_accepts_our_file tests/test_sim.py::test_sim_lerobot_format \
-  tests/test_weights.py::test_rabc_weights_equal_real_lerobots
+  tests/test_weights.py::test_rabc_weights_equal_real_lerobots \
+  tests/test_robometer.py::test_robometer_equals_lerobots_port
 say "done"

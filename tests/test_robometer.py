@@ -19,7 +19,10 @@ from topreward.cli import main
 from topreward.scorers.pretrained import known_model, method_for
 from topreward.tiny import make_tiny_model
 
+from .lerobot_venv import LEROBOT_PYTHON, needs_lerobot
+
 CLIP = Path(__file__).resolve().parents[1] / "src/topreward/assets/sample_pick_place.mp4"
+TASK = "pick up the cube"
 
 
 @pytest.fixture(scope="session")
@@ -240,6 +243,40 @@ def test_robometer_equals_the_authors_code(robometer, robometer_dir):
     read = backend.prefix_values(frames, per_prefix["task"])
     np.testing.assert_allclose(read.progress, per_prefix["progress_last"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(read.success, per_prefix["success_last"], atol=1e-4, rtol=0)
+
+
+@needs_lerobot
+def test_robometer_equals_lerobots_port(robometer, robometer_dir, tmp_path):
+    """LeRobot 0.6's own port (`lerobot.rewards.robometer`, run in its venv by
+    scripts/lerobot_ci/robometer_port.py) fed the same five frames: the same prompt ids and, for every frame,
+    the same progress and success; its reward is the last frame's progress."""
+    import os
+    import subprocess
+
+    from topreward.episode import as_episode
+
+    clip = as_episode(str(CLIP), "t")
+    frames = clip.frames(np.arange(0, clip.num_frames, 12))
+    np.save(tmp_path / "frames.npy", frames)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "lerobot_ci" / "robometer_port.py"
+    run = subprocess.run(
+        [LEROBOT_PYTHON, str(script), str(robometer_dir), str(tmp_path / "frames.npy"), TASK, str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    theirs = json.loads(run.stdout.strip().splitlines()[-1])
+    if "missing" in theirs:
+        pytest.skip(f"this lerobot has no Robometer port ({theirs['missing']})")
+    ours = robometer.score(frames, TASK, fps=1.0)
+    backend = robometer.backend
+    mv = robometer.prepare(as_episode(frames, TASK, fps=1.0))
+    ids = backend.processor(
+        text=[backend.progress_text(TASK, len(frames))], images=list(mv.frames), do_resize=False
+    )["input_ids"][0]
+    assert list(ids) == theirs["input_ids"]
+    np.testing.assert_allclose(ours.values, theirs["progress"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(ours.signals["head_success"], theirs["success"], atol=1e-4, rtol=0)
+    assert theirs["reward"] == pytest.approx(float(np.clip(ours.values[-1], 0, 1)), abs=1e-4)
 
 
 def test_control_tokens_in_the_task_are_refused(robometer):
