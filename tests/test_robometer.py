@@ -248,19 +248,20 @@ def test_robometer_equals_the_authors_code(robometer, robometer_dir):
 @needs_lerobot
 def test_robometer_equals_lerobots_port(robometer, robometer_dir, tmp_path):
     """LeRobot 0.6's own port (`lerobot.rewards.robometer`, run in its venv by
-    scripts/lerobot_ci/robometer_port.py) fed the same five frames: the same prompt ids and, for every frame,
-    the same progress and success; its reward is the last frame's progress."""
+    scripts/lerobot_ci/robometer_port.py) fed the same seven frames: the same prompt ids and, for every frame,
+    the same progress and success; its reward is the last frame's progress. Its dataset annotation (frame
+    steps, K = 4, a forward per frame) gives what `frame_steps=4` gives."""
     import os
     import subprocess
 
     from topreward.episode import as_episode
 
     clip = as_episode(str(CLIP), "t")
-    frames = clip.frames(np.arange(0, clip.num_frames, 12))
+    frames = clip.frames(np.arange(0, clip.num_frames, 9))
     np.save(tmp_path / "frames.npy", frames)
     script = Path(__file__).resolve().parents[1] / "scripts" / "lerobot_ci" / "robometer_port.py"
     run = subprocess.run(
-        [LEROBOT_PYTHON, str(script), str(robometer_dir), str(tmp_path / "frames.npy"), TASK, str(tmp_path)],
+        [LEROBOT_PYTHON, str(script), str(robometer_dir), str(tmp_path / "frames.npy"), TASK, str(tmp_path), "4"],
         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
@@ -277,6 +278,36 @@ def test_robometer_equals_lerobots_port(robometer, robometer_dir, tmp_path):
     np.testing.assert_allclose(ours.values, theirs["progress"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(ours.signals["head_success"], theirs["success"], atol=1e-4, rtol=0)
     assert theirs["reward"] == pytest.approx(float(np.clip(ours.values[-1], 0, 1)), abs=1e-4)
+    stepped = load_scorer("robometer", backend=backend, frame_steps=4).score(frames, TASK, fps=1.0)
+    np.testing.assert_allclose(stepped.values, theirs["frame_steps_rewards"], atol=1e-4, rtol=0)
+
+
+def test_frame_steps_read_each_point_from_its_own_frames(robometer):
+    """Their eval server's frame steps: point t sees linspace(0, t - 1, K) rounded, so with K = 4 point 4 sees
+    frames 0-3 (the plain protocol's 4-frame prefix) and point 1 sees frame 0 four times; a stream gives the
+    same values; K < 0 is refused."""
+    from topreward.scorers.robometer import frame_step_indices
+
+    clip = __import__("topreward").episode.as_episode(str(CLIP), "t")
+    frames = clip.frames(np.arange(0, clip.num_frames, 9))
+    assert frame_step_indices(1, 4).tolist() == [0, 0, 0, 0]
+    assert frame_step_indices(6, 4).tolist() == [0, 2, 3, 5]  # 1.67 -> 2, 3.33 -> 3
+    stepped_scorer = load_scorer("robometer", backend=robometer.backend, frame_steps=4)
+    stepped = stepped_scorer.score(frames, TASK, fps=1.0)
+    plain = robometer.score(frames, TASK, fps=1.0)
+    assert len(stepped.values) == len(frames)
+    assert stepped.values[3] == pytest.approx(plain.values[3], abs=1e-5)
+    four_of_first = robometer.score(np.repeat(frames[:1], 4, axis=0), TASK, fps=1.0)
+    assert stepped.values[0] == pytest.approx(four_of_first.values[-1], abs=1e-5)
+    assert abs(stepped.values[-1] - plain.values[-1]) > 1e-3  # another protocol: the test can tell them apart
+    session = stepped_scorer.stream(TASK, source_fps=1.0)
+    online = []
+    for frame in frames:
+        session.push(frame)
+        online.append(session.score().value)
+    np.testing.assert_allclose(online, stepped.values, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="frame_steps must be >= 0"):
+        load_scorer("robometer", backend=robometer.backend, frame_steps=-1)
 
 
 def test_control_tokens_in_the_task_are_refused(robometer):

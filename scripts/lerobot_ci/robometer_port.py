@@ -1,6 +1,6 @@
 """Print, as JSON, what LeRobot's own Robometer port reads from a Robometer checkpoint (for tests/test_robometer.py).
 
-    python robometer_port.py CHECKPOINT FRAMES.npy TASK WORK_DIR
+    python robometer_port.py CHECKPOINT FRAMES.npy TASK WORK_DIR [FRAME_STEPS]
 
 Runs in the lerobot venv (lerobot >= 0.6 with its `robometer` extra; an older lerobot prints
 `{"missing": ...}`). CHECKPOINT is a checkpoint in the authors' release layout (`topreward make-tiny-model
@@ -16,6 +16,12 @@ Everything after that is LeRobot's code, unchanged, as a LeRobot user runs it:
 `RobometerRewardModel.from_pretrained(folder)`, `RobometerEncoderProcessorStep(base_model_id=...,
 max_frames=None)` on one (frames, task) sample, `_compute_rbm_logits` and `decode_progress_outputs` for every
 frame's progress and success, and `compute_reward` for the reward it gives (the last frame's progress).
+
+With FRAME_STEPS = K it also prints `frame_steps_rewards`: what LeRobot's dataset annotation
+(`lerobot.rewards.robometer.compute_rabc_weights.compute_robometer_progress`) computes for these frames as
+one episode, by its own pieces: `_build_subsample_indices(T, K)`, the encoder step built with
+`max_frames=K` and called on a batch transition, and `compute_reward`. (That function itself needs a
+`LeRobotDataset`; the frames here are uint8, channel last, so its float conversion does not apply.)
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 import torch
 
 
-def main(checkpoint: str, frames_path: str, task: str, work: str) -> None:
+def main(checkpoint: str, frames_path: str, task: str, work: str, frame_steps: str = "0") -> None:
     try:
         from lerobot.rewards.robometer.configuration_robometer import RobometerConfig
         from lerobot.rewards.robometer.modeling_robometer import (
@@ -79,9 +85,26 @@ def main(checkpoint: str, frames_path: str, task: str, work: str) -> None:
     decoded = decode_progress_outputs(progress_logits, success_logits, is_discrete_mode=True)
     batch = {f"{ROBOMETER_FEATURE_PREFIX}{k}": v for k, v in encoded.items()}
     reward = model.compute_reward(batch)
+    steps = int(frame_steps)
+    stepped: list[float] = []
+    if steps:
+        from lerobot.lerobot_types import TransitionKey
+        from lerobot.rewards.robometer.compute_rabc_weights import _build_subsample_indices
+
+        encoder = RobometerEncoderProcessorStep(base_model_id=base, max_frames=steps)
+        video = torch.from_numpy(frames)
+        for indices in _build_subsample_indices(len(frames), steps):
+            transition = {
+                TransitionKey.OBSERVATION: {encoder.image_key: video[indices][None]},
+                TransitionKey.COMPLEMENTARY_DATA: {"task": task},
+            }
+            observation = encoder(transition)[TransitionKey.OBSERVATION]
+            with torch.no_grad():
+                stepped.append(float(model.compute_reward(observation)[0]))
     print(
         json.dumps(
             {
+                "frame_steps_rewards": stepped,
                 "lerobot": lerobot.__version__,
                 "input_ids": input_ids,
                 "pixel_values_shape": list(encoded["pixel_values"].shape),
@@ -95,6 +118,6 @@ def main(checkpoint: str, frames_path: str, task: str, work: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5:
+    if len(sys.argv) not in (5, 6):
         raise SystemExit(__doc__)
     main(*sys.argv[1:])

@@ -14,8 +14,14 @@ Because the prompt comes first and attention is causal, frame k's values are tho
 prefix: `path="fast"` reads every frame from one forward, `path="reference"` runs one forward per
 evaluation point (the way per-prefix wrappers run it); a test holds them equal.
 
+`frame_steps=K` runs the other protocol of their code, the eval server's "frame steps", which LeRobot's
+`lerobot.rewards.robometer.compute_rabc_weights` runs with K = 4 on every frame of a dataset: each evaluation
+point t gets a forward of its own over K frames, `linspace(0, t, K)` rounded (half to even), and keeps the
+last frame's values. It costs one K-frame forward per point, with nothing shared, and it streams the same
+way (one forward per query).
+
 Values are progress already in [0, 1] (no min-max); the success score is the success probability at the
-last evaluation point; `signals["success_probability"]` holds it per point. `prefer(a, b, task)` is the
+last evaluation point; `signals["head_success"]` holds it per point. `prefer(a, b, task)` is the
 preference head: P(trajectory a makes more progress than b).
 """
 
@@ -28,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from topreward.backends.base import REWARD_HEADS, ModelVideo
+from topreward.config import option
 from topreward.episode import Episode, as_episode, validate_frames
 from topreward.sampling import SamplingConfig, qwen_smart_size, resize_frames
 from topreward.scorers.base import MethodConfig, MethodOutput, Scorer
@@ -67,9 +74,29 @@ class RobometerPreparer:
         return ModelVideo(resize_frames(frames, hw), idx, episode.fps)
 
 
+def frame_step_indices(point: int, steps: int) -> np.ndarray:
+    """Their eval server's frame steps (LeRobot's `_build_subsample_indices`): `steps` indices spread over
+    the first `point` frames, `linspace(0, point - 1, steps)` rounded half to even, first and last included."""
+    return np.linspace(0, point - 1, steps).round().astype(np.int64)
+
+
 @dataclass
 class RobometerConfig(MethodConfig):
-    """Robometer's options beyond the common ones: none; its protocol is fixed by its checkpoint."""
+    """Robometer's options beyond the common ones: which of its authors' protocols reads the frames."""
+
+    frame_steps: int = option(
+        0,
+        "0: one forward reads every frame (their local example); K: each evaluation point t its own forward "
+        "over K frames spread over [0, t], the last one's values (their eval server's frame steps; LeRobot's "
+        "compute_rabc_weights uses K=4 on every frame)",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.frame_steps < 0:
+            raise ValueError(
+                f"frame_steps must be >= 0 (0: every frame in one forward), got {self.frame_steps}"
+            )
 
 
 @register("robometer")
@@ -122,6 +149,8 @@ class RobometerScorer(Scorer):
         longer the session's (a stream thins its frames when over `max_frames`) is built anew."""
         from topreward.backends.robometer import RobometerCache
 
+        if self.config.frame_steps:
+            return self.compute(video, instruction, [point])
         frames = video.frames[:point]
         key = (instruction, hashlib.sha1(np.ascontiguousarray(frames[0]).tobytes()).hexdigest())
         cache = self._online.pop(key, None)
@@ -140,7 +169,15 @@ class RobometerScorer(Scorer):
 
     def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
         at = np.asarray(points) - 1
-        if self.backend_config.path == "reference":
+        if self.config.frame_steps:  # one forward per point, over its own frames: nothing to share
+            steps = self.config.frame_steps
+            reads = [
+                self.backend.frame_values(video.frames[frame_step_indices(k, steps)], instruction)
+                for k in points
+            ]
+            progress = np.array([r.progress[-1] for r in reads])
+            success = np.array([r.success[-1] for r in reads])
+        elif self.backend_config.path == "reference":
             reads = [self.backend.frame_values(video.frames[:k], instruction) for k in points]
             progress = np.array([r.progress[-1] for r in reads])
             success = np.array([r.success[-1] for r in reads])
