@@ -250,7 +250,8 @@ def test_robometer_equals_lerobots_port(robometer, robometer_dir, tmp_path):
     """LeRobot 0.6's own port (`lerobot.rewards.robometer`, run in its venv by
     scripts/lerobot_ci/robometer_port.py) fed the same seven frames: the same prompt ids and, for every frame,
     the same progress and success; its reward is the last frame's progress. Its dataset annotation (frame
-    steps, K = 4, a forward per frame) gives what `frame_steps=4` gives."""
+    steps, K = 4, a forward per frame) reads the frames it picks as we do; it picks them by rounding, the
+    authors' eval server (and `frame_steps=4`) by truncating."""
     import os
     import subprocess
 
@@ -278,20 +279,35 @@ def test_robometer_equals_lerobots_port(robometer, robometer_dir, tmp_path):
     np.testing.assert_allclose(ours.values, theirs["progress"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(ours.signals["head_success"], theirs["success"], atol=1e-4, rtol=0)
     assert theirs["reward"] == pytest.approx(float(np.clip(ours.values[-1], 0, 1)), abs=1e-4)
+    # its annotation's frame steps: the same forward on the frames it picks ...
+    from topreward.scorers.robometer import frame_step_indices
+
+    picked = [np.asarray(i) for i in theirs["frame_steps_indices"]]
+    by_hand = [backend.frame_values(mv.frames[i], TASK).progress[-1] for i in picked]
+    np.testing.assert_allclose(by_hand, theirs["frame_steps_rewards"], atol=1e-4, rtol=0)
+    # ... but lerobot 0.6.1 rounds where the authors' eval server truncates: where the picks agree, so do
+    # the values; where they do not (point 2: frames 0 0 1 1 against 0 0 0 1), they are other frames
+    ours_picked = [frame_step_indices(t, 4) for t in range(1, len(frames) + 1)]
+    assert all(np.array_equal(i, np.linspace(0, t, 4).round()) for t, i in enumerate(picked))
+    same = [np.array_equal(a, b) for a, b in zip(picked, ours_picked)]
+    assert same[0] and not same[1]
     stepped = load_scorer("robometer", backend=backend, frame_steps=4).score(frames, TASK, fps=1.0)
-    np.testing.assert_allclose(stepped.values, theirs["frame_steps_rewards"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        stepped.values[same], np.asarray(theirs["frame_steps_rewards"])[same], atol=1e-4, rtol=0
+    )
 
 
 def test_frame_steps_read_each_point_from_its_own_frames(robometer):
-    """Their eval server's frame steps: point t sees linspace(0, t - 1, K) rounded, so with K = 4 point 4 sees
-    frames 0-3 (the plain protocol's 4-frame prefix) and point 1 sees frame 0 four times; a stream gives the
-    same values; K < 0 is refused."""
+    """Their eval server's frame steps: point t sees np.linspace(0, t - 1, K, dtype=int), so with K = 4 point 4
+    sees frames 0-3 (the plain protocol's 4-frame prefix) and point 1 sees frame 0 four times; a stream gives
+    the same values; K < 0 is refused."""
     from topreward.scorers.robometer import frame_step_indices
 
     clip = __import__("topreward").episode.as_episode(str(CLIP), "t")
     frames = clip.frames(np.arange(0, clip.num_frames, 9))
     assert frame_step_indices(1, 4).tolist() == [0, 0, 0, 0]
-    assert frame_step_indices(6, 4).tolist() == [0, 2, 3, 5]  # 1.67 -> 2, 3.33 -> 3
+    assert frame_step_indices(2, 4).tolist() == [0, 0, 0, 1]  # truncated, as their eval server
+    assert frame_step_indices(6, 4).tolist() == [0, 1, 3, 5]  # 1.67 -> 1, 3.33 -> 3
     stepped_scorer = load_scorer("robometer", backend=robometer.backend, frame_steps=4)
     stepped = stepped_scorer.score(frames, TASK, fps=1.0)
     plain = robometer.score(frames, TASK, fps=1.0)

@@ -17,9 +17,9 @@ Everything after that is LeRobot's code, unchanged, as a LeRobot user runs it:
 max_frames=None)` on one (frames, task) sample, `_compute_rbm_logits` and `decode_progress_outputs` for every
 frame's progress and success, and `compute_reward` for the reward it gives (the last frame's progress).
 
-With FRAME_STEPS = K it also prints `frame_steps_rewards`: what LeRobot's dataset annotation
-(`lerobot.rewards.robometer.compute_rabc_weights.compute_robometer_progress`) computes for these frames as
-one episode, by its own pieces: `_build_subsample_indices(T, K)`, the encoder step built with
+With FRAME_STEPS = K it also prints `frame_steps_indices` and `frame_steps_rewards`: what LeRobot's dataset
+annotation (`lerobot.rewards.robometer.compute_rabc_weights.compute_robometer_progress`) computes for these
+frames as one episode, by its own pieces: `_build_subsample_indices(T, K)`, the encoder step built with
 `max_frames=K` and called on a batch transition, and `compute_reward`. (That function itself needs a
 `LeRobotDataset`; the frames here are uint8, channel last, so its float conversion does not apply.)
 """
@@ -87,13 +87,15 @@ def main(checkpoint: str, frames_path: str, task: str, work: str, frame_steps: s
     reward = model.compute_reward(batch)
     steps = int(frame_steps)
     stepped: list[float] = []
+    stepped_indices: list[np.ndarray] = []
     if steps:
         from lerobot.lerobot_types import TransitionKey
         from lerobot.rewards.robometer.compute_rabc_weights import _build_subsample_indices
 
         encoder = RobometerEncoderProcessorStep(base_model_id=base, max_frames=steps)
         video = torch.from_numpy(frames)
-        for indices in _build_subsample_indices(len(frames), steps):
+        stepped_indices = _build_subsample_indices(len(frames), steps)
+        for indices in stepped_indices:
             transition = {
                 TransitionKey.OBSERVATION: {encoder.image_key: video[indices][None]},
                 TransitionKey.COMPLEMENTARY_DATA: {"task": task},
@@ -104,6 +106,7 @@ def main(checkpoint: str, frames_path: str, task: str, work: str, frame_steps: s
     print(
         json.dumps(
             {
+                "frame_steps_indices": [i.tolist() for i in stepped_indices],
                 "frame_steps_rewards": stepped,
                 "lerobot": lerobot.__version__,
                 "input_ids": input_ids,

@@ -14,11 +14,12 @@ Because the prompt comes first and attention is causal, frame k's values are tho
 prefix: `path="fast"` reads every frame from one forward, `path="reference"` runs one forward per
 evaluation point (the way per-prefix wrappers run it); a test holds them equal.
 
-`frame_steps=K` runs the other protocol of their code, the eval server's "frame steps", which LeRobot's
-`lerobot.rewards.robometer.compute_rabc_weights` runs with K = 4 on every frame of a dataset: each evaluation
-point t gets a forward of its own over K frames, `linspace(0, t, K)` rounded (half to even), and keeps the
-last frame's values. It costs one K-frame forward per point, with nothing shared, and it streams the same
-way (one forward per query).
+`frame_steps=K` runs the other protocol of their code, the eval server's "frame steps"
+(`robometer/evals/eval_server.py`, K = 4 there), which LeRobot's `compute_rabc_weights` also runs on every
+frame of a dataset: each evaluation point t gets a forward of its own over K frames,
+`np.linspace(0, t - 1, K, dtype=int)` (truncated; LeRobot 0.6.1 rounds instead), and keeps the last frame's
+values. It costs one K-frame forward per point, with nothing shared, and it streams the same way (one
+forward per query).
 
 Values are progress already in [0, 1] (no min-max); the success score is the success probability at the
 last evaluation point; `signals["head_success"]` holds it per point. `prefer(a, b, task)` is the
@@ -75,9 +76,10 @@ class RobometerPreparer:
 
 
 def frame_step_indices(point: int, steps: int) -> np.ndarray:
-    """Their eval server's frame steps (LeRobot's `_build_subsample_indices`): `steps` indices spread over
-    the first `point` frames, `linspace(0, point - 1, steps)` rounded half to even, first and last included."""
-    return np.linspace(0, point - 1, steps).round().astype(np.int64)
+    """Their eval server's frame steps: `steps` indices spread over the first `point` frames, first and last
+    included, by their expression `np.linspace(0, point - 1, steps, dtype=int)` (truncated toward zero;
+    LeRobot 0.6.1's `_build_subsample_indices` rounds instead, so a few points see other frames)."""
+    return np.linspace(0, point - 1, steps, dtype=int).astype(np.int64)
 
 
 @dataclass
@@ -87,8 +89,7 @@ class RobometerConfig(MethodConfig):
     frame_steps: int = option(
         0,
         "0: one forward reads every frame (their local example); K: each evaluation point t its own forward "
-        "over K frames spread over [0, t], the last one's values (their eval server's frame steps; LeRobot's "
-        "compute_rabc_weights uses K=4 on every frame)",
+        "over K frames spread over [0, t], the last one's values (their eval server's frame steps, K=4 there)",
     )
 
     def __post_init__(self) -> None:
