@@ -204,7 +204,8 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "robometer.json"
 
 def test_robometer_equals_the_authors_code(robometer, robometer_dir):
     """`scripts/golden/record_robometer.py` ran the authors' loader, collator and `compute_batch_outputs`
-    on this tiny checkpoint and the bundled clip; we must give the same text, ids and values."""
+    (and their eval server's frame steps) on this tiny checkpoint and the bundled clip; we must give the same
+    text, ids and values."""
     import hashlib
 
     from topreward.episode import as_episode
@@ -243,6 +244,17 @@ def test_robometer_equals_the_authors_code(robometer, robometer_dir):
     read = backend.prefix_values(frames, per_prefix["task"])
     np.testing.assert_allclose(read.progress, per_prefix["progress_last"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(read.success, per_prefix["success_last"], atol=1e-4, rtol=0)
+    # their eval server's frame steps (process_batch_helper, use_frame_steps=True): the same frames per point,
+    # the same values
+    from topreward.scorers.robometer import frame_step_indices
+
+    steps = golden["frame_steps"]
+    assert [frame_step_indices(t, 4).tolist() for t in range(1, len(frames) + 1)] == steps[
+        "sub_sample_frames"
+    ]
+    stepped = load_scorer("robometer", backend=backend, frame_steps=4).score(episode, steps["task"])
+    np.testing.assert_allclose(stepped.values, steps["progress"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(stepped.signals["head_success"], steps["success"], atol=1e-4, rtol=0)
 
 
 @needs_lerobot

@@ -67,7 +67,9 @@ raw head logits of the very forward ``compute_batch_outputs`` decodes) and the p
 Recorded: per task the per-frame progress / success of one forward over all T frames (and the raw T x 10 progress
 logits and T success logits); the preference logit / probability (P(first trajectory better)) for
 (frames, reversed frames) and the swap; and, for the first task, their progress path on every prefix of the frames
-(last frame's progress and success of each prefix), compared with the one-forward values.
+(last frame's progress and success of each prefix), compared with the one-forward values; and their eval server's
+frame steps (``process_batch_helper(..., use_frame_steps=True)``) on the first task's frames: the frames of each
+4-frame sub-sample and each one's last progress and success.
 """
 
 from __future__ import annotations
@@ -337,6 +339,45 @@ def main() -> None:
         "max_abs_diff_success_vs_one_forward": max(diffs_s),
     }
 
+    # Their eval server's other protocol, frame steps: `process_batch_helper(..., use_frame_steps=True)` expands
+    # the trajectory into one 4-frame sub-sample per frame and keeps each one's last prediction. A read-only
+    # wrapper around the collator records which frames each sub-sample holds (as indices into `frames`).
+    seen: list = []
+
+    def collate(samples):
+        seen.extend(samples)
+        return collator(samples)
+
+    stepped = eval_server.process_batch_helper(
+        exp_config.model.model_type,
+        model,
+        tokenizer,
+        collate,
+        torch.device("cpu"),
+        [ProgressSample(trajectory=trajectory(frames, task), sample_type="progress")],
+        job_id=0,
+        is_discrete_mode=True,
+        num_bins=NUM_BINS,
+        use_frame_steps=True,
+    )
+    probes.outputs.clear()
+    probes.texts.clear()
+
+    def index_of(frame: np.ndarray) -> int:
+        hits = [j for j in range(T) if np.array_equal(frames[j], frame)]
+        assert len(hits) == 1, hits
+        return hits[0]
+
+    frame_steps = {
+        "task": task,
+        "note": "their process_batch_helper(use_frame_steps=True): per frame t, a sub-sample of 4 frames; "
+        "progress/success = each sub-sample's last prediction; sub_sample_frames = indices into the selected "
+        "frames, read back from the samples their collator received",
+        "sub_sample_frames": [[index_of(f) for f in s.trajectory.frames] for s in seen],
+        "progress": stepped["outputs_progress"]["progress_pred"][0],
+        "success": stepped["outputs_success"]["success_probs"][0],
+    }
+
     sha = subprocess.run(
         ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -407,6 +448,7 @@ def main() -> None:
         "progress": progress,
         "preference": preference,
         "per_prefix": per_prefix,
+        "frame_steps": frame_steps,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
