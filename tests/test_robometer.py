@@ -312,7 +312,7 @@ def test_robometer_equals_lerobots_port(robometer, robometer_dir, tmp_path):
 def test_frame_steps_read_each_point_from_its_own_frames(robometer):
     """Their eval server's frame steps: point t sees np.linspace(0, t - 1, K, dtype=int), so with K = 4 point 4
     sees frames 0-3 (the plain protocol's 4-frame prefix) and point 1 sees frame 0 four times; a stream gives
-    the same values; K < 0 is refused."""
+    the same values; K < 0 and K = 1 (the first frame only) are refused."""
     from topreward.scorers.robometer import frame_step_indices
 
     clip = __import__("topreward").episode.as_episode(str(CLIP), "t")
@@ -334,8 +334,9 @@ def test_frame_steps_read_each_point_from_its_own_frames(robometer):
         session.push(frame)
         online.append(session.score().value)
     np.testing.assert_allclose(online, stepped.values, atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="frame_steps must be >= 0"):
-        load_scorer("robometer", backend=robometer.backend, frame_steps=-1)
+    for bad in (-1, 1):
+        with pytest.raises(ValueError, match="frame_steps must be 0 .* or at least 2"):
+            load_scorer("robometer", backend=robometer.backend, frame_steps=bad)
 
 
 def test_control_tokens_in_the_task_are_refused(robometer):

@@ -94,9 +94,10 @@ class RobometerConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.frame_steps < 0:
+        if self.frame_steps < 0 or self.frame_steps == 1:
             raise ValueError(
-                f"frame_steps must be >= 0 (0: every frame in one forward), got {self.frame_steps}"
+                f"frame_steps must be 0 (every frame in one forward) or at least 2 (their eval server uses "
+                f"4; 1 would show only the first frame), got {self.frame_steps}"
             )
 
 
