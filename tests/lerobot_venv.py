@@ -1,7 +1,8 @@
 """The real `lerobot` package, in its own venv: it pins torch<2.11, so it cannot share ours.
 
 Tests that need it run when `TOPREWARD_LEROBOT_PYTHON` names that venv's python (`scripts/lerobot_ci.sh`
-builds `.venv-lerobot` with lerobot==0.4.4 and sets it; `.ci/run` runs it after the main tests).
+builds `.venv-lerobot` with lerobot==0.4.4, or with LEROBOT=0.6.1 `.venv-lerobot-0.6.1`, and sets it; `.ci/run`
+runs both). A test that needs a newer lerobot (the Robometer port is 0.6's) skips itself on 0.4.4.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ CHECK_DATASET = Path(__file__).resolve().parent.parent / "scripts" / "lerobot_ci
 
 needs_lerobot = pytest.mark.skipif(
     not LEROBOT_PYTHON,
-    reason="lerobot pins torch<2.11: set TOPREWARD_LEROBOT_PYTHON to the python of a venv with lerobot==0.4.4 "
-    "(bash scripts/lerobot_ci.sh builds .venv-lerobot and runs these tests)",
+    reason="lerobot pins torch<2.11: set TOPREWARD_LEROBOT_PYTHON to the python of a venv with lerobot (0.4.4 or "
+    "0.6.1; `bash scripts/lerobot_ci.sh` builds .venv-lerobot, LEROBOT=0.6.1 .venv-lerobot-0.6.1, and runs "
+    "these tests; some need 0.6)",
 )
 
 
