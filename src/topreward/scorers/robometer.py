@@ -170,21 +170,15 @@ class RobometerScorer(Scorer):
         )
 
     def compute(self, video: ModelVideo, instruction: str, points: list[int]) -> MethodOutput:
-        at = np.asarray(points) - 1
-        if self.config.frame_steps:  # one forward per point, over its own frames: nothing to share
-            steps = self.config.frame_steps
-            reads = [
-                self.backend.frame_values(video.frames[frame_step_indices(k, steps)], instruction)
-                for k in points
-            ]
+        steps = self.config.frame_steps
+        if steps or self.backend_config.path == "reference":  # one forward per point, its last frame read
+            shown = [frame_step_indices(k, steps) if steps else np.arange(k) for k in points]
+            reads = [self.backend.frame_values(video.frames[i], instruction) for i in shown]
             progress = np.array([r.progress[-1] for r in reads])
             success = np.array([r.success[-1] for r in reads])
-        elif self.backend_config.path == "reference":
-            reads = [self.backend.frame_values(video.frames[:k], instruction) for k in points]
-            progress = np.array([r.progress[-1] for r in reads])
-            success = np.array([r.success[-1] for r in reads])
-        else:
+        else:  # one forward: frame k's values are the k-frame prefix's
             read = self.backend.frame_values(video.frames[: points[-1]], instruction)
+            at = np.asarray(points) - 1
             progress, success = read.progress[at], read.success[at]
         return MethodOutput(
             values=progress,
